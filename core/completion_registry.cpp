@@ -1,0 +1,81 @@
+#include <mutex>
+#include <unordered_map>
+
+#include "core/provider.hpp"
+
+namespace keyturn {
+
+const char *failure_action_name(FailureAction action) noexcept {
+    switch (action) {
+        case FailureAction::retry: return "retry";
+        case FailureAction::login: return "login";
+        case FailureAction::give_up: return "give_up";
+    }
+    return "retry";
+}
+
+Status Completion::complete(RefreshOutcome &&outcome) const {
+    return completions::complete(token_, std::move(outcome));
+}
+
+namespace completions {
+
+namespace {
+
+struct Pending {
+    std::weak_ptr<CompletionTarget> target;
+    std::uint32_t slot;
+};
+
+struct Table {
+    std::mutex mutex;
+    std::unordered_map<std::uint64_t, Pending> pending;
+    std::uint64_t next_token = 1;
+};
+
+Table &table() {
+    // Leaked on purpose: a hook thread may complete during static destruction.
+    static auto *t = new Table;
+    return *t;
+}
+
+}  // namespace
+
+std::uint64_t open(std::weak_ptr<CompletionTarget> target, std::uint32_t slot) {
+    Table &t = table();
+    std::lock_guard lock(t.mutex);
+    std::uint64_t token = t.next_token++;
+    t.pending.emplace(token, Pending{std::move(target), slot});
+    return token;
+}
+
+bool withdraw(std::uint64_t token) {
+    Table &t = table();
+    std::lock_guard lock(t.mutex);
+    return t.pending.erase(token) == 1;
+}
+
+bool is_outstanding(std::uint64_t token) {
+    Table &t = table();
+    std::lock_guard lock(t.mutex);
+    return t.pending.count(token) == 1;
+}
+
+Status complete(std::uint64_t token, RefreshOutcome &&outcome) {
+    Pending claimed;
+    {
+        Table &t = table();
+        std::lock_guard lock(t.mutex);
+        auto it = t.pending.find(token);
+        if (it == t.pending.end()) return Status::stale_completion;
+        claimed = std::move(it->second);
+        t.pending.erase(it);
+    }
+    std::shared_ptr<CompletionTarget> target = claimed.target.lock();
+    if (target == nullptr) return Status::stale_completion;
+    return target->on_outcome(claimed.slot, token, std::move(outcome));
+}
+
+}  // namespace completions
+
+}  // namespace keyturn

@@ -1,0 +1,957 @@
+#include "core/engine.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/system_timer.hpp>
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "core/deadline_queue.hpp"
+#include "core/hazard.hpp"
+#include "core/refresh_policy.hpp"
+#include "core/store.hpp"
+
+namespace keyturn {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+// ---------------------------------------------------------------------------------
+// Credential
+
+enum class Phase { idle, in_flight, gave_up };
+
+struct Credential::State {
+    CredentialSpec spec;
+    std::unique_ptr<Store> store;
+    std::shared_ptr<Provider> provider;
+    // Keeps *current_ alive for the engine's own use outside its mutex; readers rely
+    // on hazard pointers instead.
+    std::shared_ptr<const Snapshot> owner;
+    DeadlineQueue::Slot slot = 0;
+
+    Phase phase = Phase::idle;
+    std::uint64_t token = 0;
+    TimePoint in_flight_deadline{};
+    TimePoint next_refresh = kNever;
+    std::string_view next_reason = "initial";
+    int failures = 0;
+    bool discard_refresh = false;
+    bool announced_expiring = false;
+    bool announced_expired = false;
+    std::string last_error;
+};
+
+Credential::Credential(std::string id, bool serve_stale, std::shared_ptr<const Clock> clock)
+    : id_(std::move(id)), serve_stale_(serve_stale), clock_(std::move(clock)) {}
+
+Credential::~Credential() = default;
+
+Status Credential::read(char *buf, std::size_t cap, std::size_t *out_len,
+                        bool *stale) const noexcept {
+    hazard::Guard guard;
+    const Snapshot *s = guard.protect(current_);
+    if (s == nullptr) {
+        return removed_.load(std::memory_order_acquire) ? Status::removed : Status::not_ready;
+    }
+    bool expired = clock_->now_for_expiry() >= s->expires_at;
+    if (expired && !serve_stale_) return Status::expired;
+
+    const std::size_t n = s->value.size();
+    *out_len = n;
+    if (n > cap) return Status::buffer_too_small;
+    if (n != 0) std::memcpy(buf, s->value.data(), n);
+    *stale = expired;
+    return Status::ok;
+}
+
+// ---------------------------------------------------------------------------------
+// EngineCore
+
+namespace {
+
+constexpr std::size_t kDueBatch = 2048;
+
+// A refresh about to be handed to its provider, prepared under the mutex and
+// started after it is released.
+struct Launch {
+    std::shared_ptr<Credential> credential;
+    std::shared_ptr<Provider> provider;
+    std::shared_ptr<const Snapshot> current;
+    std::optional<Metadata> merged_metadata;
+    std::string_view reason;
+    int attempt;
+    bool use_refresh;
+    std::uint64_t token;
+};
+
+// Replaces every occurrence of a secret in `text` with its fingerprint.
+void scrub(std::string &text, const SecretBytes *secret) {
+    if (secret == nullptr || secret->size() < 4) return;
+    std::string_view needle = secret->reveal();
+    std::string replacement = "[secret " + secret->fingerprint() + "]";
+    for (std::size_t at = text.find(needle); at != std::string::npos;
+         at = text.find(needle, at + replacement.size())) {
+        text.replace(at, needle.size(), replacement);
+    }
+}
+
+}  // namespace
+
+class EngineCore final : public CompletionTarget,
+                         public std::enable_shared_from_this<EngineCore> {
+public:
+    EngineCore(EngineSettings settings, std::shared_ptr<const Clock> clock)
+        : settings_(settings),
+          clock_(clock ? std::move(clock) : std::make_shared<SystemClock>()),
+          manual_(clock_->is_manual()),
+          timer_(io_),
+          rng_(std::random_device{}()) {}
+
+    ~EngineCore() override {
+        // Handles may outlive the engine; they must see the credential as removed.
+        for (auto &c : slots_) {
+            if (c == nullptr) continue;
+            c->removed_.store(true, std::memory_order_release);
+            c->current_.store(nullptr, std::memory_order_release);
+            if (c->state_->phase == Phase::in_flight) completions::withdraw(c->state_->token);
+            hazard::retire(std::move(c->state_->owner));
+            c->state_.reset();
+        }
+        hazard::reclaim();
+    }
+
+    // --- registry -------------------------------------------------------------
+
+    void add_provider(const std::string &name, std::shared_ptr<Provider> provider) {
+        std::lock_guard lock(mutex_);
+        if (!providers_.emplace(name, std::move(provider)).second) {
+            throw Error(Status::exists, "a hook named \"" + name + "\" is already registered");
+        }
+    }
+
+    void reserve(std::size_t count) {
+        std::lock_guard lock(mutex_);
+        slots_.reserve(count);
+        by_id_.reserve(count);
+        queue_.reserve(count);
+    }
+
+    void add(CredentialSpec spec) {
+        if (auto why = check_identifier(spec.id)) throw Error(Status::invalid_argument, "id " + *why);
+
+        std::unique_ptr<Store> store;
+        if (spec.store.kind == StoreSpec::Kind::file) {
+            store = std::make_unique<FileStore>(spec.store.path);
+        } else {
+            store = std::make_unique<MemoryStore>();
+        }
+        // Reading the file happens outside the mutex; a failure leaves the file as is.
+        std::optional<Snapshot> stored;
+        try {
+            stored = store->load();
+        } catch (const Error &e) {
+            throw Error(e.status(), "credential \"" + spec.id + "\": " + e.what());
+        }
+
+        auto credential = std::make_shared<Credential>(spec.id, spec.serve_stale, clock_);
+        credential->state_ = std::make_unique<Credential::State>();
+        Credential::State &st = *credential->state_;
+        st.store = std::move(store);
+
+        {
+            std::lock_guard lock(mutex_);
+            if (by_id_.count(spec.id) != 0) {
+                throw Error(Status::exists, "credential \"" + spec.id + "\" already exists");
+            }
+            if (started_) st.provider = resolve_provider(spec);
+            st.spec = std::move(spec);
+            if (stored) {
+                auto snapshot = std::make_shared<const Snapshot>(std::move(*stored));
+                credential->current_.store(snapshot.get(), std::memory_order_release);
+                st.owner = std::move(snapshot);
+            }
+            if (free_slots_.empty()) {
+                st.slot = static_cast<DeadlineQueue::Slot>(slots_.size());
+                slots_.push_back(credential);
+            } else {
+                st.slot = free_slots_.back();
+                free_slots_.pop_back();
+                slots_[st.slot] = credential;
+            }
+            by_id_.emplace(credential->id(), credential);
+            if (started_) {
+                schedule_first(*credential, clock_->now());
+                rearm();
+            }
+        }
+        if (logging(LogLevel::debug)) {
+            log(LogLevel::debug, "credential \"" + credential->id() + "\": added");
+        }
+    }
+
+    void remove(std::string_view id) {
+        std::vector<Event> events;
+        {
+            std::lock_guard lock(mutex_);
+            auto it = by_id_.find(id);
+            if (it == by_id_.end()) throw not_found(id);
+            std::shared_ptr<Credential> c = it->second;
+            Credential::State &st = *c->state_;
+
+            c->removed_.store(true, std::memory_order_release);
+            if (st.phase == Phase::in_flight) {
+                completions::withdraw(st.token);
+                finish_flight(st);
+            }
+            queue_.cancel(st.slot);
+            c->current_.store(nullptr, std::memory_order_release);
+            hazard::retire(std::move(st.owner));
+            slots_[st.slot] = nullptr;
+            free_slots_.push_back(st.slot);
+            by_id_.erase(it);
+            events.push_back(make_event(EventType::removed, *c, clock_->now()));
+            rearm();
+        }
+        emit(std::move(events));
+    }
+
+    void refresh_now(std::string_view id) {
+        std::lock_guard lock(mutex_);
+        auto it = by_id_.find(id);
+        if (it == by_id_.end()) throw not_found(id);
+        if (!started_ || stopping_) {
+            throw Error(Status::state, "credential \"" + std::string(id) +
+                                           "\": cannot refresh: the engine is not running");
+        }
+        Credential::State &st = *it->second->state_;
+        if (st.phase == Phase::in_flight) return;
+        st.phase = Phase::idle;
+        st.next_refresh = clock_->now();
+        st.next_reason = "manual";
+        reschedule(*it->second);
+        rearm();
+    }
+
+    std::shared_ptr<const Credential> find(std::string_view id) const {
+        std::lock_guard lock(mutex_);
+        auto it = by_id_.find(id);
+        if (it == by_id_.end()) throw not_found(id);
+        return it->second;
+    }
+
+    std::size_t size() const {
+        std::lock_guard lock(mutex_);
+        return by_id_.size();
+    }
+
+    // --- lifecycle ------------------------------------------------------------
+
+    void start() {
+        std::vector<std::shared_ptr<Credential>> all;
+        std::size_t count = 0;
+        {
+            std::lock_guard lock(mutex_);
+            if (started_) return;
+            // Resolve every provider first, so that a missing hook starts nothing.
+            std::vector<std::shared_ptr<Provider>> resolved;
+            resolved.reserve(slots_.size());
+            for (auto &c : slots_) {
+                resolved.push_back(c ? resolve_provider(c->state_->spec) : nullptr);
+            }
+            for (std::size_t i = 0; i < slots_.size(); ++i) {
+                if (slots_[i]) slots_[i]->state_->provider = std::move(resolved[i]);
+            }
+            started_ = true;
+            const TimePoint now = clock_->now();
+            for (auto &c : slots_) {
+                if (c && c->state_->phase != Phase::in_flight) schedule_first(*c, now);
+            }
+            count = by_id_.size();
+            if (!manual_) {
+                io_.restart();
+                work_.emplace(io_.get_executor());
+                for (int i = 0; i < settings_.threads; ++i) {
+                    threads_.emplace_back([this] { run_worker(); });
+                }
+            }
+            rearm();
+        }
+        log(LogLevel::info, "engine started with " + std::to_string(count) + " credential(s)");
+    }
+
+    void stop(std::optional<Duration> drain) {
+        if (on_engine_thread()) {
+            throw Error(Status::state, "the engine cannot be stopped from its own callbacks");
+        }
+        std::unique_lock lock(mutex_);
+        if (!started_) return;
+        stopping_ = true;
+        const auto deadline =
+            std::chrono::steady_clock::now() + drain.value_or(settings_.drain_timeout);
+        drained_.wait_until(lock, deadline, [this] { return in_flight_ == 0; });
+        const std::size_t abandoned = in_flight_;
+        started_ = false;
+        stopping_ = false;
+        armed_at_.reset();
+        timer_.cancel();
+        lock.unlock();
+
+        if (abandoned != 0) {
+            log(LogLevel::warning, "engine stopping with " + std::to_string(abandoned) +
+                                       " refresh(es) still in flight; their results will be "
+                                       "persisted if they arrive");
+        }
+        log(LogLevel::info, "engine stopped");
+        // Threads finish every queued handler, pending events included, then return.
+        work_.reset();
+        for (auto &t : threads_) t.join();
+        threads_.clear();
+        worker_ids_.clear();
+    }
+
+    std::size_t poll() {
+        process_due();
+        if (io_.stopped()) io_.restart();
+        return io_.poll();
+    }
+
+    bool on_engine_thread() const {
+        const auto self = std::this_thread::get_id();
+        if (dispatching_thread_.load() == self) return true;
+        std::lock_guard lock(worker_ids_mutex_);
+        return std::find(worker_ids_.begin(), worker_ids_.end(), self) != worker_ids_.end();
+    }
+
+    // --- events and logs ------------------------------------------------------
+
+    std::uint64_t subscribe(Subscriber subscriber) {
+        std::lock_guard lock(listeners_mutex_);
+        const std::uint64_t id = next_subscription_++;
+        subscribers_.emplace_back(id, std::make_shared<Subscriber>(std::move(subscriber)));
+        has_subscribers_.store(true, std::memory_order_release);
+        return id;
+    }
+
+    void unsubscribe(std::uint64_t id) {
+        std::shared_ptr<Subscriber> removed;
+        {
+            std::lock_guard lock(listeners_mutex_);
+            auto it = std::find_if(subscribers_.begin(), subscribers_.end(),
+                                   [&](const auto &s) { return s.first == id; });
+            if (it == subscribers_.end()) {
+                throw Error(Status::not_found, "no subscription " + std::to_string(id));
+            }
+            removed = std::move(it->second);
+            subscribers_.erase(it);
+            has_subscribers_.store(!subscribers_.empty(), std::memory_order_release);
+        }
+        // Wait for a delivery in progress on another thread, so that the subscriber is
+        // never called after this returns.
+        if (dispatching_thread_.load() != std::this_thread::get_id()) {
+            std::lock_guard wait(delivery_mutex_);
+        }
+        // `removed` may be the last reference: its release runs here.
+    }
+
+    void set_logger(LogLevel min_level, Logger logger) {
+        std::shared_ptr<Logger> old;
+        {
+            std::lock_guard lock(listeners_mutex_);
+            old = std::move(logger_);
+            logger_ = logger ? std::make_shared<Logger>(std::move(logger)) : nullptr;
+            log_min_.store(logger_ ? static_cast<int>(min_level) : kLogOff,
+                           std::memory_order_release);
+        }
+        if (dispatching_thread_.load() != std::this_thread::get_id()) {
+            std::lock_guard wait(delivery_mutex_);
+        }
+    }
+
+    // --- status ---------------------------------------------------------------
+
+    std::string status_json(std::string_view id) const {
+        std::lock_guard lock(mutex_);
+        auto it = by_id_.find(id);
+        if (it == by_id_.end()) throw not_found(id);
+        return json::serialize(status_of(*it->second));
+    }
+
+    std::string status_json() const {
+        std::lock_guard lock(mutex_);
+        std::map<std::string_view, const Credential *> ordered;
+        for (const auto &[id, c] : by_id_) ordered.emplace(id, c.get());
+        json::array all;
+        for (const auto &[id, c] : ordered) all.push_back(status_of(*c));
+        return json::serialize(all);
+    }
+
+    // --- completions ----------------------------------------------------------
+
+    Status on_outcome(std::uint32_t slot, std::uint64_t token, RefreshOutcome &&outcome) override {
+        std::shared_ptr<Credential> c;
+        std::shared_ptr<const Snapshot> prior;
+        bool discard_refresh = false;
+        {
+            std::lock_guard lock(mutex_);
+            if (slot >= slots_.size() || !slots_[slot] || slots_[slot]->state_->token != token ||
+                slots_[slot]->state_->phase != Phase::in_flight) {
+                return Status::stale_completion;
+            }
+            c = slots_[slot];
+            prior = c->state_->owner;
+            discard_refresh = c->state_->discard_refresh;
+        }
+        const TimePoint now = clock_->now();
+
+        if (auto *success = std::get_if<RefreshSuccess>(&outcome)) {
+            auto snapshot = std::make_shared<Snapshot>();
+            snapshot->value = std::move(success->value);
+            if (success->refresh) {
+                snapshot->refresh = std::move(success->refresh);
+            } else if (prior && prior->refresh && !discard_refresh) {
+                snapshot->refresh = prior->refresh;
+            }
+            snapshot->issued_at = now;
+            snapshot->expires_at =
+                success->expires_at ? *success->expires_at : now + success->expires_in.value_or(Duration::zero());
+            snapshot->renewable = success->renewable;
+            snapshot->max_lifetime = success->max_lifetime;
+            snapshot->version = prior ? prior->version + 1 : 1;
+            snapshot->metadata = std::move(success->metadata);
+
+            if (snapshot->expires_at <= now) {
+                RefreshFailure f{"the new value had already expired when it arrived",
+                                 FailureAction::retry, std::nullopt};
+                return fail(c, token, now, std::move(f), prior);
+            }
+            return publish(c, token, now, std::move(snapshot));
+        }
+        return fail(c, token, now, std::get<RefreshFailure>(std::move(outcome)), prior);
+    }
+
+private:
+    static constexpr int kLogOff = 1000;
+
+    // An event or a log line waiting to be delivered.
+    struct Outgoing {
+        std::optional<Event> event;
+        LogLevel level;
+        std::string line;
+    };
+
+    static Error not_found(std::string_view id) {
+        return Error(Status::not_found, "no credential \"" + std::string(id) + "\"");
+    }
+
+    std::shared_ptr<Provider> resolve_provider(const CredentialSpec &spec) const {
+        auto it = providers_.find(spec.provider.name);
+        if (it == providers_.end()) {
+            throw Error(Status::not_found, "credential \"" + spec.id + "\": no hook named \"" +
+                                               spec.provider.name + "\" is registered");
+        }
+        return it->second;
+    }
+
+    double random01() {
+        return std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+    }
+
+    // Decides a credential's first refresh: at once without a valid stored value,
+    // otherwise when its policy says, so a restart does not refresh needlessly.
+    void schedule_first(Credential &c, TimePoint now) {
+        Credential::State &st = *c.state_;
+        if (st.phase == Phase::gave_up) return;
+        if (st.owner && st.owner->expires_at > now) {
+            st.next_refresh = next_refresh(st.spec.policy, st.owner->issued_at,
+                                           st.owner->expires_at, now, random01());
+            st.next_reason = "scheduled";
+        } else {
+            st.next_refresh = now;
+            st.next_reason = st.owner ? "scheduled" : "initial";
+        }
+        reschedule(c);
+    }
+
+    // Puts the credential's next deadline in the queue: the end of a flight, the next
+    // refresh, or the expiry still to be announced, whichever comes first.
+    void reschedule(Credential &c) {
+        Credential::State &st = *c.state_;
+        TimePoint when = st.phase == Phase::in_flight ? st.in_flight_deadline
+                         : st.phase == Phase::gave_up ? kNever
+                                                      : st.next_refresh;
+        if (st.owner && !st.announced_expired) when = std::min(when, st.owner->expires_at);
+        if (when == kNever) {
+            queue_.cancel(st.slot);
+        } else {
+            queue_.schedule(st.slot, when);
+        }
+    }
+
+    // Arms the one timer at the queue's earliest deadline.
+    void rearm() {
+        if (!started_ || stopping_ || manual_) return;
+        std::optional<TimePoint> earliest = queue_.earliest();
+        if (earliest == armed_at_) return;
+        armed_at_ = earliest;
+        if (!earliest) {
+            timer_.cancel();
+            return;
+        }
+        timer_.expires_at(std::chrono::time_point_cast<asio::system_timer::duration>(*earliest));
+        timer_.async_wait([weak = weak_from_this()](const boost::system::error_code &ec) {
+            // Cancelled because the deadline moved or the engine stopped: nothing to do.
+            if (ec == asio::error::operation_aborted) return;
+            if (auto self = weak.lock()) self->process_due();
+        });
+    }
+
+    void run_worker() {
+        {
+            std::lock_guard lock(worker_ids_mutex_);
+            worker_ids_.push_back(std::this_thread::get_id());
+        }
+        io_.run();
+    }
+
+    void process_due() {
+        std::vector<Launch> launches;
+        std::vector<Event> events;
+        bool more = false;
+        {
+            std::lock_guard lock(mutex_);
+            armed_at_.reset();
+            if (!started_ || stopping_) return;
+            const TimePoint now = clock_->now();
+            for (std::size_t n = 0; n < kDueBatch; ++n) {
+                auto slot = queue_.pop_due(now);
+                if (!slot) break;
+                handle_due(*slots_[*slot], now, launches, events);
+            }
+            auto earliest = queue_.earliest();
+            more = earliest && *earliest <= now;
+            if (!more) rearm();
+        }
+        emit(std::move(events));
+        for (Launch &l : launches) start_refresh(l);
+        // Yield between batches so that other work (completions, events) interleaves.
+        if (more) {
+            asio::post(io_, [weak = weak_from_this()] {
+                if (auto self = weak.lock()) self->process_due();
+            });
+        }
+    }
+
+    void handle_due(Credential &c, TimePoint now, std::vector<Launch> &launches,
+                    std::vector<Event> &events) {
+        Credential::State &st = *c.state_;
+        if (st.phase == Phase::in_flight && now >= st.in_flight_deadline) {
+            // Withdrawing fails only when a completion has just claimed the token; it
+            // then finishes the refresh itself.
+            if (!completions::withdraw(st.token)) return;
+            const Duration timeout = st.spec.hook_timeout.value_or(settings_.hook_timeout);
+            char seconds[32];
+            std::snprintf(seconds, sizeof seconds, "%.3gs", to_seconds(timeout));
+            std::string text =
+                "the hook \"" + st.spec.provider.name + "\" did not answer within " + seconds;
+            apply_failure(c, now, RefreshFailure{text, FailureAction::retry, std::nullopt}, events);
+        }
+        if (st.owner && !st.announced_expired && now >= st.owner->expires_at) {
+            st.announced_expired = true;
+            Event e = make_event(EventType::expired, c, now);
+            e.expires_at = st.owner->expires_at;
+            events.push_back(std::move(e));
+        }
+        if (st.phase == Phase::idle && now >= st.next_refresh) {
+            launches.push_back(prepare_launch(c, now));
+        }
+        reschedule(c);
+    }
+
+    Launch prepare_launch(Credential &c, TimePoint now) {
+        Credential::State &st = *c.state_;
+        st.phase = Phase::in_flight;
+        ++in_flight_;
+        st.token = completions::open(weak_from_this(), st.slot);
+        st.in_flight_deadline = now + st.spec.hook_timeout.value_or(settings_.hook_timeout);
+
+        Launch l;
+        l.credential = slots_[st.slot];
+        l.provider = st.provider;
+        l.current = st.owner;
+        l.reason = st.next_reason;
+        l.attempt = st.failures + 1;
+        l.use_refresh = !st.discard_refresh;
+        l.token = st.token;
+        if (st.owner && !st.owner->metadata.empty()) {
+            Metadata merged = st.spec.metadata;
+            for (const auto &[k, v] : st.owner->metadata) merged.insert_or_assign(k, v);
+            l.merged_metadata = std::move(merged);
+        }
+        return l;
+    }
+
+    // Runs outside the mutex, on a worker thread (or the polling thread).
+    void start_refresh(Launch &l) {
+        RefreshRequest request;
+        request.credential = l.credential->id();
+        request.reason = l.reason;
+        request.attempt = l.attempt;
+        request.current = l.current.get();
+        request.refresh = (l.use_refresh && l.current && l.current->refresh) ? &*l.current->refresh
+                                                                           : nullptr;
+        // The spec is not changed after the credential is added.
+        request.metadata = l.merged_metadata ? &*l.merged_metadata
+                                             : &l.credential->state_->spec.metadata;
+        try {
+            l.provider->refresh(request, Completion(l.token));
+        } catch (const std::exception &e) {
+            (void)completions::complete(
+                l.token, RefreshFailure{std::string("the provider failed: ") + e.what(),
+                                        FailureAction::retry, std::nullopt});
+        }
+    }
+
+    void finish_flight(Credential::State &st) {
+        st.phase = Phase::idle;
+        st.token = 0;
+        if (--in_flight_ == 0) drained_.notify_all();
+    }
+
+    // Persists, then publishes: new refresh material is durable before any reader or
+    // the hook's caller sees success.
+    Status publish(const std::shared_ptr<Credential> &c, std::uint64_t token, TimePoint now,
+                   std::shared_ptr<Snapshot> snapshot) {
+        std::string store_error;
+        try {
+            c->state_->store->persist(*snapshot);
+        } catch (const std::exception &e) {
+            store_error = e.what();
+        }
+
+        std::vector<Event> events;
+        {
+            std::lock_guard lock(mutex_);
+            Credential::State &st = *c->state_;
+            if (c->removed_.load(std::memory_order_acquire) || st.token != token) {
+                return Status::stale_completion;
+            }
+            std::shared_ptr<const Snapshot> published = std::move(snapshot);
+            c->current_.store(published.get(), std::memory_order_release);
+            hazard::retire(std::exchange(st.owner, published));
+
+            finish_flight(st);
+            st.failures = 0;
+            st.discard_refresh = false;
+            st.announced_expiring = false;
+            st.announced_expired = false;
+            st.last_error = store_error;
+            st.next_refresh = next_refresh(st.spec.policy, published->issued_at,
+                                           published->expires_at, now, random01());
+            st.next_reason = "scheduled";
+            reschedule(*c);
+            rearm();
+
+            if (wants_events(store_error.empty() ? LogLevel::info : LogLevel::error)) {
+                Event e = make_event(EventType::refreshed, *c, now);
+                e.version = published->version;
+                e.fingerprint = published->value.fingerprint();
+                e.expires_at = published->expires_at;
+                e.next_refresh_at = st.next_refresh;
+                e.persisted = store_error.empty();
+                e.error = store_error;
+                events.push_back(std::move(e));
+            }
+        }
+        emit(std::move(events));
+        return store_error.empty() ? Status::ok : Status::store;
+    }
+
+    Status fail(const std::shared_ptr<Credential> &c, std::uint64_t token, TimePoint now,
+                RefreshFailure failure, const std::shared_ptr<const Snapshot> &prior) {
+        if (prior) {
+            scrub(failure.reason, &prior->value);
+            if (prior->refresh) scrub(failure.reason, &*prior->refresh);
+        }
+        std::vector<Event> events;
+        {
+            std::lock_guard lock(mutex_);
+            if (c->removed_.load(std::memory_order_acquire) || c->state_->token != token) {
+                return Status::stale_completion;
+            }
+            apply_failure(*c, now, std::move(failure), events);
+            reschedule(*c);
+            rearm();
+        }
+        emit(std::move(events));
+        return Status::ok;
+    }
+
+    void apply_failure(Credential &c, TimePoint now, RefreshFailure failure,
+                       std::vector<Event> &events) {
+        Credential::State &st = *c.state_;
+        finish_flight(st);
+        ++st.failures;
+        st.last_error = failure.reason;
+
+        std::optional<TimePoint> expires;
+        if (st.owner) expires = st.owner->expires_at;
+        std::optional<TimePoint> not_before;
+        if (failure.retry_after) not_before = now + *failure.retry_after;
+
+        Event e = make_event(EventType::refresh_failed, c, now);
+        e.error = failure.reason;
+        e.attempt = st.failures;
+        e.action = failure_action_name(failure.action);
+        if (failure.action == FailureAction::give_up) {
+            st.phase = Phase::gave_up;
+            st.next_refresh = kNever;
+        } else {
+            if (failure.action == FailureAction::login) st.discard_refresh = true;
+            st.next_refresh = retry_at(st.spec.policy, now, expires, st.failures, random01(),
+                                       not_before);
+            st.next_reason = st.discard_refresh ? "login" : "retry";
+            e.retry_at = st.next_refresh;
+        }
+        events.push_back(std::move(e));
+
+        if (st.owner && !st.announced_expiring && now < st.owner->expires_at) {
+            const Duration lifetime = st.owner->expires_at - st.owner->issued_at;
+            if (now >= st.owner->expires_at - effective_lead(st.spec.policy, lifetime)) {
+                st.announced_expiring = true;
+                Event x = make_event(EventType::expiring, c, now);
+                x.expires_at = st.owner->expires_at;
+                events.push_back(std::move(x));
+            }
+        }
+    }
+
+    Event make_event(EventType type, const Credential &c, TimePoint now) const {
+        Event e;
+        e.type = type;
+        e.credential = c.id();
+        e.time = now;
+        return e;
+    }
+
+    json::object status_of(const Credential &c) const {
+        const Credential::State &st = *c.state_;
+        const TimePoint now = clock_->now();
+        json::object o;
+        o["id"] = c.id();
+        const char *state = "pending";
+        if (st.phase == Phase::gave_up) {
+            state = "failed";
+        } else if (st.owner && now >= st.owner->expires_at) {
+            state = "expired";
+        } else if (st.phase == Phase::in_flight) {
+            state = "refreshing";
+        } else if (st.announced_expiring) {
+            state = "expiring";
+        } else if (st.owner) {
+            state = "fresh";
+        }
+        o["state"] = state;
+        o["hook"] = st.spec.provider.name;
+        o["store"] = st.store->describe();
+        if (st.owner) {
+            o["version"] = st.owner->version;
+            o["fingerprint"] = st.owner->value.fingerprint();
+            o["issued_at"] = to_unix_seconds(st.owner->issued_at);
+            o["expires_at"] = to_unix_seconds(st.owner->expires_at);
+            o["has_refresh"] = st.owner->refresh.has_value();
+        } else {
+            o["version"] = 0;
+            o["fingerprint"] = nullptr;
+            o["issued_at"] = nullptr;
+            o["expires_at"] = nullptr;
+            o["has_refresh"] = false;
+        }
+        if (st.next_refresh != kNever && st.phase == Phase::idle && started_) {
+            o["next_refresh_at"] = to_unix_seconds(st.next_refresh);
+        } else {
+            o["next_refresh_at"] = nullptr;
+        }
+        o["attempt"] = st.failures;
+        o["last_error"] = st.last_error;
+        o["serve_stale"] = c.serve_stale_;
+        return o;
+    }
+
+    // --- delivery -------------------------------------------------------------
+
+    bool wants_events(LogLevel level) const {
+        return has_subscribers_.load(std::memory_order_acquire) ||
+               log_min_.load(std::memory_order_acquire) <= static_cast<int>(level);
+    }
+
+    bool logging(LogLevel level) const {
+        return log_min_.load(std::memory_order_acquire) <= static_cast<int>(level);
+    }
+
+    void log(LogLevel level, std::string line) {
+        if (!logging(level)) return;
+        std::lock_guard lock(outbox_mutex_);
+        outbox_.push_back(Outgoing{std::nullopt, level, std::move(line)});
+        schedule_delivery();
+    }
+
+    void emit(std::vector<Event> events) {
+        if (events.empty()) return;
+        const bool subscribed = has_subscribers_.load(std::memory_order_acquire);
+        std::lock_guard lock(outbox_mutex_);
+        for (Event &e : events) {
+            const LogLevel level = log_level_of(e.type, e.persisted);
+            if (!subscribed && !logging(level)) continue;
+            outbox_.push_back(Outgoing{std::move(e), level, {}});
+        }
+        if (!outbox_.empty()) schedule_delivery();
+    }
+
+    // Called with outbox_mutex_ held.
+    void schedule_delivery() {
+        if (delivery_posted_) return;
+        delivery_posted_ = true;
+        asio::post(io_, [weak = weak_from_this()] {
+            if (auto self = weak.lock()) self->deliver();
+        });
+    }
+
+    void deliver() {
+        std::lock_guard delivering(delivery_mutex_);
+        dispatching_thread_.store(std::this_thread::get_id());
+        for (;;) {
+            std::deque<Outgoing> batch;
+            {
+                std::lock_guard lock(outbox_mutex_);
+                if (outbox_.empty()) {
+                    delivery_posted_ = false;
+                    break;
+                }
+                batch.swap(outbox_);
+            }
+            for (Outgoing &item : batch) deliver_one(item);
+        }
+        dispatching_thread_.store(std::thread::id());
+    }
+
+    void deliver_one(const Outgoing &item) {
+        std::vector<std::shared_ptr<Subscriber>> subscribers;
+        std::shared_ptr<Logger> logger;
+        int log_min;
+        {
+            std::lock_guard lock(listeners_mutex_);
+            if (item.event) {
+                subscribers.reserve(subscribers_.size());
+                for (const auto &s : subscribers_) subscribers.push_back(s.second);
+            }
+            logger = logger_;
+            log_min = log_min_.load();
+        }
+        // Callbacks must not throw into the engine; one that does loses that call only.
+        for (const auto &s : subscribers) {
+            try {
+                (*s)(*item.event);
+            } catch (...) {
+            }
+        }
+        if (logger && static_cast<int>(item.level) >= log_min) {
+            try {
+                (*logger)(item.level, item.event ? item.event->to_log_line() : item.line);
+            } catch (...) {
+            }
+        }
+    }
+
+    const EngineSettings settings_;
+    const std::shared_ptr<const Clock> clock_;
+    const bool manual_;
+
+    asio::io_context io_;
+    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+    std::vector<std::thread> threads_;
+    mutable std::mutex worker_ids_mutex_;
+    std::vector<std::thread::id> worker_ids_;
+
+    // Everything below up to the next comment is guarded by mutex_.
+    mutable std::mutex mutex_;
+    std::condition_variable drained_;
+    asio::system_timer timer_;
+    std::optional<TimePoint> armed_at_;
+    bool started_ = false;
+    bool stopping_ = false;
+    std::size_t in_flight_ = 0;
+    std::mt19937_64 rng_;
+    std::unordered_map<std::string, std::shared_ptr<Provider>> providers_;
+    std::vector<std::shared_ptr<Credential>> slots_;
+    std::vector<DeadlineQueue::Slot> free_slots_;
+    std::unordered_map<std::string_view, std::shared_ptr<Credential>> by_id_;
+    DeadlineQueue queue_;
+
+    // Delivery of events and log lines.
+    std::mutex outbox_mutex_;
+    std::deque<Outgoing> outbox_;
+    bool delivery_posted_ = false;
+    std::mutex delivery_mutex_;
+    std::atomic<std::thread::id> dispatching_thread_{};
+    std::mutex listeners_mutex_;
+    std::vector<std::pair<std::uint64_t, std::shared_ptr<Subscriber>>> subscribers_;
+    std::shared_ptr<Logger> logger_;
+    std::atomic<bool> has_subscribers_{false};
+    std::atomic<int> log_min_{kLogOff};
+    std::uint64_t next_subscription_ = 1;
+};
+
+// ---------------------------------------------------------------------------------
+// Engine
+
+Engine::Engine(EngineSettings settings, std::shared_ptr<const Clock> clock)
+    : core_(std::make_shared<EngineCore>(settings, std::move(clock))) {}
+
+Engine::~Engine() {
+    try {
+        core_->stop(std::nullopt);
+    } catch (...) {
+        // Destroyed from one of its own threads, against the contract: leak the core
+        // rather than have a thread join itself.
+        (void)new std::shared_ptr<EngineCore>(std::move(core_));
+    }
+}
+
+void Engine::add_provider(const std::string &name, std::shared_ptr<Provider> provider) {
+    core_->add_provider(name, std::move(provider));
+}
+void Engine::add(CredentialSpec spec) { core_->add(std::move(spec)); }
+void Engine::remove(std::string_view id) { core_->remove(id); }
+void Engine::refresh_now(std::string_view id) { core_->refresh_now(id); }
+void Engine::start() { core_->start(); }
+void Engine::stop(std::optional<Duration> drain) { core_->stop(drain); }
+std::size_t Engine::poll() { return core_->poll(); }
+std::shared_ptr<const Credential> Engine::find(std::string_view id) const {
+    return core_->find(id);
+}
+std::string Engine::status_json(std::string_view id) const { return core_->status_json(id); }
+std::string Engine::status_json() const { return core_->status_json(); }
+std::size_t Engine::size() const { return core_->size(); }
+std::uint64_t Engine::subscribe(Subscriber subscriber) {
+    return core_->subscribe(std::move(subscriber));
+}
+void Engine::unsubscribe(std::uint64_t id) { core_->unsubscribe(id); }
+void Engine::set_logger(LogLevel min_level, Logger logger) {
+    core_->set_logger(min_level, std::move(logger));
+}
+bool Engine::on_engine_thread() const { return core_->on_engine_thread(); }
+void Engine::reserve(std::size_t count) { core_->reserve(count); }
+
+}  // namespace keyturn

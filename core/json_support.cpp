@@ -1,0 +1,249 @@
+#include "core/json_support.hpp"
+
+// Boost.JSON's implementation, compiled into keyturn once (with hidden visibility),
+// so the library needs no Boost shared object at run time.
+#include <boost/json/src.hpp>
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+
+#include "core/duration.hpp"
+#include "core/status.hpp"
+
+namespace keyturn {
+
+namespace json = boost::json;
+
+namespace {
+
+class ScrubbingResource final : public boost::container::pmr::memory_resource {
+    void *do_allocate(std::size_t bytes, std::size_t align) override {
+        return ::operator new(bytes, std::align_val_t(align));
+    }
+    void do_deallocate(void *p, std::size_t bytes, std::size_t align) override {
+        cleanse(p, bytes);
+        ::operator delete(p, bytes, std::align_val_t(align));
+    }
+    bool do_is_equal(const memory_resource &other) const noexcept override {
+        return this == &other;
+    }
+};
+
+}  // namespace
+
+json::storage_ptr scrubbing_storage() {
+    static ScrubbingResource resource;
+    return json::storage_ptr(&resource);
+}
+
+json::value parse_secret_json(std::string_view text, std::string_view what) {
+    boost::system::error_code ec;
+    json::parse_options options;
+    options.max_depth = 64;
+    json::value value = json::parse(text, ec, scrubbing_storage(), options);
+    if (ec) {
+        throw Error(Status::config,
+                    std::string(what) + ": not valid JSON (" + ec.message() + ")");
+    }
+    return value;
+}
+
+void serialize_into(ScrubbedString &out, const json::value &value) {
+    json::serializer serializer;
+    serializer.reset(&value);
+    out.str().clear();
+    char buffer[4096];
+    while (!serializer.done()) {
+        std::string_view piece = serializer.read(buffer, sizeof buffer);
+        // Growing a std::string leaves its old block behind unscrubbed; reserve in
+        // doubling steps and scrub the old block ourselves.
+        std::string &s = out.str();
+        if (s.size() + piece.size() > s.capacity()) {
+            std::string bigger;
+            bigger.reserve(std::max(s.capacity() * 2, s.size() + piece.size()));
+            bigger.append(s);
+            cleanse(s.data(), s.capacity());
+            s.swap(bigger);
+        }
+        s.append(piece);
+    }
+    cleanse(buffer, sizeof buffer);
+}
+
+void JsonErrors::add(const std::string &path, const std::string &message) {
+    messages_.push_back(path.empty() ? message : path + ": " + message);
+}
+
+std::string JsonErrors::text() const {
+    std::string out;
+    for (const auto &m : messages_) {
+        if (!out.empty()) out += '\n';
+        out += m;
+    }
+    return out;
+}
+
+std::string child_path(const std::string &parent, std::string_view key) {
+    // A key is shown as given, cut short when it is too long to be useful.
+    std::string shown(key.substr(0, 64));
+    if (key.size() > 64) shown += "...";
+    if (parent.empty()) return shown;
+    return parent + "." + shown;
+}
+
+std::string index_path(const std::string &parent, std::size_t index) {
+    return parent + "[" + std::to_string(index) + "]";
+}
+
+ObjectReader::ObjectReader(const json::value &value, std::string path, JsonErrors &errors)
+    : object_(value.if_object()), path_(std::move(path)), errors_(errors) {
+    if (object_ == nullptr) errors_.add(path_, "expected an object");
+}
+
+bool ObjectReader::has(std::string_view key) const {
+    return object_ != nullptr && object_->contains(key);
+}
+
+void ObjectReader::allow_only(std::initializer_list<std::string_view> allowed) {
+    if (object_ == nullptr) return;
+    for (const auto &item : *object_) {
+        if (std::find(allowed.begin(), allowed.end(), item.key()) == allowed.end()) {
+            errors_.add(child_path(path_, item.key()), "unknown key");
+        }
+    }
+}
+
+const json::value *ObjectReader::raw(std::string_view key) const {
+    return object_ == nullptr ? nullptr : object_->if_contains(key);
+}
+
+std::optional<std::string> ObjectReader::string(std::string_view key, bool required) {
+    const json::value *v = raw(key);
+    if (v == nullptr) {
+        if (required && object_ != nullptr) errors_.add(child_path(path_, key), "is required");
+        return std::nullopt;
+    }
+    if (!v->is_string()) {
+        errors_.add(child_path(path_, key), "expected a string");
+        return std::nullopt;
+    }
+    return std::string(v->get_string());
+}
+
+std::optional<double> ObjectReader::number(std::string_view key, double min, double max,
+                                           const std::string &expected) {
+    const json::value *v = raw(key);
+    if (v == nullptr) return std::nullopt;
+    if (!v->is_number()) {
+        errors_.add(child_path(path_, key), "expected " + expected);
+        return std::nullopt;
+    }
+    double d = v->to_number<double>();
+    if (!(d >= min && d <= max)) {
+        errors_.add(child_path(path_, key), "expected " + expected);
+        return std::nullopt;
+    }
+    return d;
+}
+
+std::optional<std::int64_t> ObjectReader::integer(std::string_view key, std::int64_t min,
+                                                  std::int64_t max) {
+    const json::value *v = raw(key);
+    if (v == nullptr) return std::nullopt;
+    std::string expected =
+        "expected a whole number from " + std::to_string(min) + " to " + std::to_string(max);
+    boost::system::error_code ec;
+    std::int64_t n = v->is_number() ? v->to_number<std::int64_t>(ec) : 0;
+    if (!v->is_number() || ec || n < min || n > max) {
+        errors_.add(child_path(path_, key), expected);
+        return std::nullopt;
+    }
+    return n;
+}
+
+std::optional<bool> ObjectReader::boolean(std::string_view key) {
+    const json::value *v = raw(key);
+    if (v == nullptr) return std::nullopt;
+    if (!v->is_bool()) {
+        errors_.add(child_path(path_, key), "expected true or false");
+        return std::nullopt;
+    }
+    return v->get_bool();
+}
+
+std::optional<Duration> ObjectReader::duration(std::string_view key, Duration min,
+                                               Duration max) {
+    const json::value *v = raw(key);
+    if (v == nullptr) return std::nullopt;
+    std::optional<Duration> d;
+    if (v->is_number()) {
+        double s = v->to_number<double>();
+        if (s >= 0 && s <= 100.0 * 365 * 86400) d = seconds_to_duration(s);
+    } else if (v->is_string()) {
+        d = parse_duration(v->get_string());
+    }
+    if (!d || *d < min || *d > max) {
+        auto describe = [](Duration x) {
+            std::string s = std::to_string(to_seconds(x));
+            s.erase(s.find_last_not_of('0') + 1);
+            if (!s.empty() && s.back() == '.') s.pop_back();
+            return s + " s";
+        };
+        errors_.add(child_path(path_, key), "expected a duration from " + describe(min) +
+                                                " to " + describe(max) +
+                                                " (seconds, or text such as \"30s\", \"5m\")");
+        return std::nullopt;
+    }
+    return d;
+}
+
+std::string base64_encode(std::string_view bytes) {
+    std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
+    int n = EVP_EncodeBlock(reinterpret_cast<unsigned char *>(out.data()),
+                            reinterpret_cast<const unsigned char *>(bytes.data()),
+                            static_cast<int>(bytes.size()));
+    out.resize(static_cast<std::size_t>(n));
+    return out;
+}
+
+std::optional<SecretBytes> base64_decode(std::string_view text) {
+    if (text.size() % 4 != 0) return std::nullopt;
+    if (text.empty()) return SecretBytes();
+    std::string out(3 * text.size() / 4, '\0');
+    int n = EVP_DecodeBlock(reinterpret_cast<unsigned char *>(out.data()),
+                            reinterpret_cast<const unsigned char *>(text.data()),
+                            static_cast<int>(text.size()));
+    if (n < 0) return std::nullopt;
+    // EVP_DecodeBlock counts the padding as zero bytes; take them off.
+    std::size_t size = static_cast<std::size_t>(n);
+    if (text.back() == '=') --size;
+    if (text.size() >= 2 && text[text.size() - 2] == '=') --size;
+    SecretBytes result(out.data(), size);
+    cleanse(out);
+    return result;
+}
+
+bool is_utf8(std::string_view bytes) noexcept {
+    std::size_t i = 0;
+    const auto *s = reinterpret_cast<const unsigned char *>(bytes.data());
+    const std::size_t n = bytes.size();
+    while (i < n) {
+        unsigned char c = s[i];
+        std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3
+                                      : (c >> 3) == 0x1e ? 4 : 0;
+        if (len == 0 || i + len > n) return false;
+        for (std::size_t k = 1; k < len; ++k) {
+            if ((s[i + k] & 0xc0) != 0x80) return false;
+        }
+        if (len == 2 && c < 0xc2) return false;                          // overlong
+        if (len == 3 && c == 0xe0 && s[i + 1] < 0xa0) return false;      // overlong
+        if (len == 3 && c == 0xed && s[i + 1] >= 0xa0) return false;     // surrogate
+        if (len == 4 && c == 0xf0 && s[i + 1] < 0x90) return false;      // overlong
+        if (len == 4 && (c > 0xf4 || (c == 0xf4 && s[i + 1] >= 0x90))) return false;
+        i += len;
+    }
+    return true;
+}
+
+}  // namespace keyturn

@@ -1,0 +1,82 @@
+#pragma once
+// JSON as keyturn reads and writes it: a memory resource that overwrites what it
+// frees (parsed hook results hold tokens), readers that collect every mistake with
+// its JSON path, and base64 for values that are not UTF-8.
+
+#include <boost/json.hpp>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/clock.hpp"
+#include "core/secret.hpp"
+
+namespace keyturn {
+
+// A memory resource for JSON documents that carry secrets: every block is
+// overwritten before it is returned to the heap.
+boost::json::storage_ptr scrubbing_storage();
+
+// Parses text that may carry secrets into scrubbing storage. Throws Error(config)
+// with `what` and the parser's reason on malformed text.
+boost::json::value parse_secret_json(std::string_view text, std::string_view what);
+
+// Serializes a value that carries secrets; the text is overwritten when the
+// ScrubbedString goes out of scope.
+void serialize_into(ScrubbedString &out, const boost::json::value &value);
+
+// Collects every mistake in a document as "path: what was expected".
+class JsonErrors {
+public:
+    void add(const std::string &path, const std::string &message);
+    bool empty() const noexcept { return messages_.empty(); }
+    // All mistakes, one per line.
+    std::string text() const;
+    const std::vector<std::string> &lines() const noexcept { return messages_; }
+
+private:
+    std::vector<std::string> messages_;
+};
+
+std::string child_path(const std::string &parent, std::string_view key);
+std::string index_path(const std::string &parent, std::size_t index);
+
+// Field readers. Each returns nothing when the key is absent or wrong; when wrong it
+// also records an error at the field's path.
+class ObjectReader {
+public:
+    ObjectReader(const boost::json::value &value, std::string path, JsonErrors &errors);
+
+    bool valid() const noexcept { return object_ != nullptr; }
+    const std::string &path() const noexcept { return path_; }
+    bool has(std::string_view key) const;
+
+    // Records "unknown key" for every key not in `allowed`.
+    void allow_only(std::initializer_list<std::string_view> allowed);
+
+    const boost::json::value *raw(std::string_view key) const;
+    std::optional<std::string> string(std::string_view key, bool required = false);
+    std::optional<double> number(std::string_view key, double min, double max,
+                                 const std::string &expected);
+    std::optional<std::int64_t> integer(std::string_view key, std::int64_t min, std::int64_t max);
+    std::optional<bool> boolean(std::string_view key);
+    std::optional<Duration> duration(std::string_view key, Duration min, Duration max);
+
+    JsonErrors &errors() noexcept { return errors_; }
+
+private:
+    const boost::json::object *object_;
+    std::string path_;
+    JsonErrors &errors_;
+};
+
+std::string base64_encode(std::string_view bytes);
+// Returns nothing for text that is not base64.
+std::optional<SecretBytes> base64_decode(std::string_view text);
+
+// True when the bytes are valid UTF-8, so they can travel in a JSON string.
+bool is_utf8(std::string_view bytes) noexcept;
+
+}  // namespace keyturn

@@ -1,0 +1,94 @@
+#pragma once
+// How a credential is refreshed. A provider is handed a request and a completion;
+// it answers through the completion once — before refresh() returns, or later from
+// any thread. A provider that never answers is timed out by the engine.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "core/snapshot.hpp"
+#include "core/status.hpp"
+
+namespace keyturn {
+
+struct RefreshRequest {
+    std::string_view credential;
+    // "initial", "scheduled", "retry", "manual" or "login".
+    std::string_view reason;
+    int attempt = 1;
+    // The value now held, or null. Valid during refresh() only.
+    const Snapshot *current = nullptr;
+    // Refresh material to use, or null (none, or discarded for a new login).
+    const SecretBytes *refresh = nullptr;
+    const Metadata *metadata = nullptr;
+};
+
+struct RefreshSuccess {
+    SecretBytes value;
+    // New refresh material; nothing keeps the old.
+    std::optional<SecretBytes> refresh;
+    // Exactly one of the two is set by a well-formed result.
+    std::optional<TimePoint> expires_at;
+    std::optional<Duration> expires_in;
+    bool renewable = false;
+    std::optional<Duration> max_lifetime;
+    Metadata metadata;
+};
+
+enum class FailureAction { retry, login, give_up };
+const char *failure_action_name(FailureAction action) noexcept;
+
+struct RefreshFailure {
+    std::string reason;
+    FailureAction action = FailureAction::retry;
+    std::optional<Duration> retry_after;
+};
+
+using RefreshOutcome = std::variant<RefreshSuccess, RefreshFailure>;
+
+// The other end of a completion: the engine. Outcomes arrive here.
+class CompletionTarget {
+public:
+    virtual ~CompletionTarget() = default;
+    virtual Status on_outcome(std::uint32_t slot, std::uint64_t token,
+                              RefreshOutcome &&outcome) = 0;
+};
+
+// A ticket for one outstanding request. Cheap to copy; completing it twice, late, or
+// after the engine is gone is harmless and returns Status::stale_completion.
+class Completion {
+public:
+    explicit Completion(std::uint64_t token) : token_(token) {}
+    std::uint64_t token() const noexcept { return token_; }
+    Status complete(RefreshOutcome &&outcome) const;
+
+private:
+    std::uint64_t token_;
+};
+
+class Provider {
+public:
+    virtual ~Provider() = default;
+    virtual void refresh(const RefreshRequest &request, Completion completion) = 0;
+};
+
+// The process-wide table of outstanding completions. Tokens are never reused.
+namespace completions {
+
+std::uint64_t open(std::weak_ptr<CompletionTarget> target, std::uint32_t slot);
+// Withdraws a token (on timeout or removal). True if it was still outstanding; false
+// if it had already been claimed by a completion, which will finish the refresh.
+bool withdraw(std::uint64_t token);
+// Claims the token and delivers the outcome to its target.
+Status complete(std::uint64_t token, RefreshOutcome &&outcome);
+// Claims the token only if it is outstanding, for a caller that must fail before it
+// can build an outcome (a malformed result): then delivers `outcome`.
+bool is_outstanding(std::uint64_t token);
+
+}  // namespace completions
+
+}  // namespace keyturn

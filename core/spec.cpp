@@ -1,0 +1,217 @@
+#include "core/spec.hpp"
+
+#include <set>
+
+#include "core/json_support.hpp"
+#include "core/status.hpp"
+
+namespace keyturn {
+
+namespace json = boost::json;
+
+std::optional<std::string> check_identifier(std::string_view id) {
+    if (id.empty()) return "is empty";
+    if (id.size() > kMaxIdLength) {
+        return "is " + std::to_string(id.size()) + " bytes long; at most " +
+               std::to_string(kMaxIdLength) + " are allowed";
+    }
+    for (char c : id) {
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-' || c == ':' || c == '@' || c == '/';
+        if (!ok) return "may contain only letters, digits and . _ - : @ /";
+    }
+    return std::nullopt;
+}
+
+namespace {
+
+constexpr Duration kMaxDuration = std::chrono::hours(24 * 365);
+
+void read_backoff(const json::value &value, const std::string &path, JsonErrors &errors,
+                  BackoffPolicy &out) {
+    ObjectReader r(value, path, errors);
+    r.allow_only({"initial", "multiplier", "max", "jitter"});
+    if (auto d = r.duration("initial", std::chrono::milliseconds(1), kMaxDuration)) out.initial = *d;
+    if (auto m = r.number("multiplier", 1.0, 10.0, "a number between 1 and 10")) out.multiplier = *m;
+    if (auto d = r.duration("max", std::chrono::milliseconds(1), kMaxDuration)) out.max = *d;
+    if (auto j = r.number("jitter", 0.0, 1.0, "a number between 0 and 1")) out.jitter = *j;
+    if (r.valid() && out.max < out.initial) {
+        errors.add(child_path(path, "max"), "must not be shorter than backoff.initial");
+    }
+}
+
+void read_policy(const json::value &value, const std::string &path, JsonErrors &errors,
+                 RefreshPolicy &out) {
+    ObjectReader r(value, path, errors);
+    r.allow_only({"refresh_at", "lead", "jitter", "backoff"});
+    if (auto f = r.number("refresh_at", 0.05, 0.95, "a number between 0.05 and 0.95")) {
+        out.refresh_at = *f;
+    }
+    if (auto d = r.duration("lead", Duration::zero(), kMaxDuration)) out.lead = *d;
+    if (auto j = r.number("jitter", 0.0, 0.5, "a number between 0 and 0.5")) out.jitter = *j;
+    if (const json::value *b = r.raw("backoff")) {
+        read_backoff(*b, child_path(path, "backoff"), errors, out.backoff);
+    }
+}
+
+void read_provider(const json::value &value, const std::string &path, JsonErrors &errors,
+                   ProviderSpec &out) {
+    ObjectReader r(value, path, errors);
+    r.allow_only({"type", "name"});
+    if (auto type = r.string("type", true)) {
+        if (*type != "hook") {
+            errors.add(child_path(path, "type"), "expected \"hook\" (the only provider so far)");
+        }
+        out.type = *type;
+    }
+    if (auto name = r.string("name", true)) {
+        if (auto why = check_identifier(*name)) {
+            errors.add(child_path(path, "name"), "hook name " + *why);
+        }
+        out.name = *name;
+    }
+}
+
+void read_store(const json::value &value, const std::string &path, JsonErrors &errors,
+                StoreSpec &out) {
+    ObjectReader r(value, path, errors);
+    r.allow_only({"type", "path"});
+    auto type = r.string("type", true);
+    if (!type) return;
+    if (*type == "memory") {
+        out.kind = StoreSpec::Kind::memory;
+        if (r.has("path")) errors.add(child_path(path, "path"), "a memory store has no path");
+    } else if (*type == "file") {
+        out.kind = StoreSpec::Kind::file;
+        if (auto p = r.string("path", true)) {
+            if (p->empty() || p->find('\0') != std::string::npos || p->back() == '/') {
+                errors.add(child_path(path, "path"), "expected the path of a file");
+            } else {
+                out.path = *p;
+            }
+        }
+    } else {
+        errors.add(child_path(path, "type"), "expected \"memory\" or \"file\"");
+    }
+}
+
+void read_metadata(const json::value &value, const std::string &path, JsonErrors &errors,
+                   Metadata &out) {
+    const json::object *object = value.if_object();
+    if (object == nullptr) {
+        errors.add(path, "expected an object of strings");
+        return;
+    }
+    for (const auto &item : *object) {
+        if (!item.value().is_string()) {
+            errors.add(child_path(path, item.key()), "expected a string");
+            continue;
+        }
+        out.emplace(std::string(item.key()), std::string(item.value().get_string()));
+    }
+}
+
+json::value parse_plain(std::string_view text, std::size_t limit, std::string_view what) {
+    if (text.size() > limit) {
+        throw Error(Status::config, std::string(what) + " is " + std::to_string(text.size()) +
+                                        " bytes; at most " + std::to_string(limit) +
+                                        " are allowed");
+    }
+    boost::system::error_code ec;
+    json::parse_options options;
+    options.max_depth = 64;
+    json::value value = json::parse(text, ec, {}, options);
+    if (ec) {
+        throw Error(Status::config, std::string(what) + ": not valid JSON (" + ec.message() + ")");
+    }
+    return value;
+}
+
+}  // namespace
+
+std::optional<CredentialSpec> read_credential_spec(const json::value &value,
+                                                   const std::string &path, JsonErrors &errors) {
+    JsonErrors mine;
+    CredentialSpec spec;
+    ObjectReader r(value, path, mine);
+    r.allow_only({"id", "provider", "store", "policy", "hook_timeout", "serve_stale", "metadata"});
+    if (auto id = r.string("id", true)) {
+        if (auto why = check_identifier(*id)) mine.add(child_path(path, "id"), "id " + *why);
+        spec.id = *id;
+    }
+    if (const json::value *p = r.raw("provider")) {
+        read_provider(*p, child_path(path, "provider"), mine, spec.provider);
+    } else if (r.valid()) {
+        mine.add(child_path(path, "provider"), "is required");
+    }
+    if (const json::value *s = r.raw("store")) {
+        read_store(*s, child_path(path, "store"), mine, spec.store);
+    }
+    if (const json::value *p = r.raw("policy")) {
+        read_policy(*p, child_path(path, "policy"), mine, spec.policy);
+    }
+    if (auto d = r.duration("hook_timeout", std::chrono::milliseconds(1), kMaxDuration)) {
+        spec.hook_timeout = *d;
+    }
+    if (auto b = r.boolean("serve_stale")) spec.serve_stale = *b;
+    if (const json::value *m = r.raw("metadata")) {
+        read_metadata(*m, child_path(path, "metadata"), mine, spec.metadata);
+    }
+
+    if (!mine.empty()) {
+        for (const auto &line : mine.lines()) errors.add("", line);
+        return std::nullopt;
+    }
+    return spec;
+}
+
+CredentialSpec parse_credential_spec(std::string_view json_text) {
+    json::value value = parse_plain(json_text, kMaxSpecSize, "credential spec");
+    JsonErrors errors;
+    auto spec = read_credential_spec(value, "", errors);
+    if (!spec) throw Error(Status::config, "credential spec: " + errors.text());
+    return std::move(*spec);
+}
+
+EngineConfig parse_engine_config(std::string_view json_text) {
+    json::value value = parse_plain(json_text, kMaxConfigSize, "configuration");
+    JsonErrors errors;
+    EngineConfig config;
+
+    ObjectReader top(value, "", errors);
+    top.allow_only({"engine", "credentials"});
+    if (const json::value *e = top.raw("engine")) {
+        ObjectReader r(*e, "engine", errors);
+        r.allow_only({"threads", "hook_timeout", "drain_timeout"});
+        if (auto n = r.integer("threads", 1, 64)) config.engine.threads = static_cast<int>(*n);
+        if (auto d = r.duration("hook_timeout", std::chrono::milliseconds(1), kMaxDuration)) {
+            config.engine.hook_timeout = *d;
+        }
+        if (auto d = r.duration("drain_timeout", Duration::zero(), std::chrono::hours(1))) {
+            config.engine.drain_timeout = *d;
+        }
+    }
+    if (const json::value *c = top.raw("credentials")) {
+        const json::array *array = c->if_array();
+        if (array == nullptr) {
+            errors.add("credentials", "expected an array of credential specs");
+        } else {
+            std::set<std::string, std::less<>> seen;
+            config.credentials.reserve(array->size());
+            for (std::size_t i = 0; i < array->size(); ++i) {
+                std::string path = index_path("credentials", i);
+                auto spec = read_credential_spec((*array)[i], path, errors);
+                if (!spec) continue;
+                if (!seen.insert(spec->id).second) {
+                    errors.add(child_path(path, "id"), "duplicate id \"" + spec->id + "\"");
+                    continue;
+                }
+                config.credentials.push_back(std::move(*spec));
+            }
+        }
+    }
+    if (!errors.empty()) throw Error(Status::config, "configuration: " + errors.text());
+    return config;
+}
+
+}  // namespace keyturn
