@@ -79,7 +79,9 @@ int guarded(Body &&body) noexcept {
     }
 }
 
-Error invalid(const std::string &message) { return Error(Status::invalid_argument, message); }
+Error invalid(const std::string &message) {
+    return Error(Status::invalid_argument, message);
+}
 
 void require(const void *p, const char *name) {
     if (p == nullptr) throw invalid(std::string(name) + " is NULL");
@@ -118,7 +120,9 @@ struct UserData {
 
 // The user_data is the caller's until registration has succeeded; this holder
 // releases nothing if dropped before then.
-std::shared_ptr<UserData> adopt_later(void *data) { return std::make_shared<UserData>(data, nullptr); }
+std::shared_ptr<UserData> adopt_later(void *data) {
+    return std::make_shared<UserData>(data, nullptr);
+}
 
 char *copy_out(const std::string &text) {
     char *out = static_cast<char *>(std::malloc(text.size() + 1));
@@ -154,29 +158,52 @@ int finish(keyturn_completion completion, keyturn::RefreshOutcome outcome, Statu
 
 extern "C" {
 
-int keyturn_version_number(void) { return KEYTURN_VERSION_NUMBER; }
-const char *keyturn_version_string(void) { return KEYTURN_VERSION_STRING; }
-int keyturn_abi_version(void) { return KEYTURN_ABI_VERSION; }
+int keyturn_version_number(void) {
+    return KEYTURN_VERSION_NUMBER;
+}
+const char *keyturn_version_string(void) {
+    return KEYTURN_VERSION_STRING;
+}
+int keyturn_abi_version(void) {
+    return KEYTURN_ABI_VERSION;
+}
 
-const char *keyturn_last_error(void) { return t_last_error.c_str(); }
+const char *keyturn_last_error(void) {
+    return t_last_error.c_str();
+}
 
 const char *keyturn_status_name(int status) {
     switch (status) {
-        case KEYTURN_OK: return "KEYTURN_OK";
-        case KEYTURN_E_INVALID_ARGUMENT: return "KEYTURN_E_INVALID_ARGUMENT";
-        case KEYTURN_E_CONFIG: return "KEYTURN_E_CONFIG";
-        case KEYTURN_E_NOT_FOUND: return "KEYTURN_E_NOT_FOUND";
-        case KEYTURN_E_EXISTS: return "KEYTURN_E_EXISTS";
-        case KEYTURN_E_STATE: return "KEYTURN_E_STATE";
-        case KEYTURN_E_NOT_READY: return "KEYTURN_E_NOT_READY";
-        case KEYTURN_E_EXPIRED: return "KEYTURN_E_EXPIRED";
-        case KEYTURN_E_BUFFER_TOO_SMALL: return "KEYTURN_E_BUFFER_TOO_SMALL";
-        case KEYTURN_E_STALE_COMPLETION: return "KEYTURN_E_STALE_COMPLETION";
-        case KEYTURN_E_STORE: return "KEYTURN_E_STORE";
-        case KEYTURN_E_NO_MEMORY: return "KEYTURN_E_NO_MEMORY";
-        case KEYTURN_E_REMOVED: return "KEYTURN_E_REMOVED";
-        case KEYTURN_E_INTERNAL: return "KEYTURN_E_INTERNAL";
-        default: return "KEYTURN_UNKNOWN";
+        case KEYTURN_OK:
+            return "KEYTURN_OK";
+        case KEYTURN_E_INVALID_ARGUMENT:
+            return "KEYTURN_E_INVALID_ARGUMENT";
+        case KEYTURN_E_CONFIG:
+            return "KEYTURN_E_CONFIG";
+        case KEYTURN_E_NOT_FOUND:
+            return "KEYTURN_E_NOT_FOUND";
+        case KEYTURN_E_EXISTS:
+            return "KEYTURN_E_EXISTS";
+        case KEYTURN_E_STATE:
+            return "KEYTURN_E_STATE";
+        case KEYTURN_E_NOT_READY:
+            return "KEYTURN_E_NOT_READY";
+        case KEYTURN_E_EXPIRED:
+            return "KEYTURN_E_EXPIRED";
+        case KEYTURN_E_BUFFER_TOO_SMALL:
+            return "KEYTURN_E_BUFFER_TOO_SMALL";
+        case KEYTURN_E_STALE_COMPLETION:
+            return "KEYTURN_E_STALE_COMPLETION";
+        case KEYTURN_E_STORE:
+            return "KEYTURN_E_STORE";
+        case KEYTURN_E_NO_MEMORY:
+            return "KEYTURN_E_NO_MEMORY";
+        case KEYTURN_E_REMOVED:
+            return "KEYTURN_E_REMOVED";
+        case KEYTURN_E_INTERNAL:
+            return "KEYTURN_E_INTERNAL";
+        default:
+            return "KEYTURN_UNKNOWN";
     }
 }
 
@@ -193,7 +220,8 @@ int keyturn_engine_new(keyturn_engine **out, const char *config, size_t len) {
         keyturn::EngineConfig parsed = keyturn::parse_engine_config(text);
         auto engine = std::make_unique<keyturn_engine>(parsed.engine);
         engine->engine.reserve(parsed.credentials.size());
-        for (auto &spec : parsed.credentials) engine->engine.add(std::move(spec));
+        for (auto &spec : parsed.credentials)
+            engine->engine.add(std::move(spec));
         *out = engine.release();
         return Status::ok;
     });
@@ -220,8 +248,9 @@ int keyturn_engine_stop(keyturn_engine *engine, int drain_ms) {
 void keyturn_engine_free(keyturn_engine *engine) {
     if (engine == nullptr) return;
     if (engine->engine.on_engine_thread()) {
-        set_error(Status::state, "keyturn_engine_free() was called from a keyturn callback; "
-                                 "the engine was not freed");
+        set_error(Status::state,
+                  "keyturn_engine_free() was called from a keyturn callback; "
+                  "the engine was not freed");
         return;
     }
     try {
@@ -294,10 +323,17 @@ int keyturn_complete_error(keyturn_completion completion, int action, const char
     return guarded([&] {
         keyturn::RefreshFailure failure;
         switch (action) {
-            case KEYTURN_ACTION_RETRY: failure.action = keyturn::FailureAction::retry; break;
-            case KEYTURN_ACTION_LOGIN: failure.action = keyturn::FailureAction::login; break;
-            case KEYTURN_ACTION_GIVE_UP: failure.action = keyturn::FailureAction::give_up; break;
-            default: throw invalid("action " + std::to_string(action) + " is not a KEYTURN_ACTION_*");
+            case KEYTURN_ACTION_RETRY:
+                failure.action = keyturn::FailureAction::retry;
+                break;
+            case KEYTURN_ACTION_LOGIN:
+                failure.action = keyturn::FailureAction::login;
+                break;
+            case KEYTURN_ACTION_GIVE_UP:
+                failure.action = keyturn::FailureAction::give_up;
+                break;
+            default:
+                throw invalid("action " + std::to_string(action) + " is not a KEYTURN_ACTION_*");
         }
         if (!std::isfinite(retry_after) || retry_after < 0 || retry_after > 86400) {
             throw invalid("retry_after must be a number of seconds from 0 to 86400");
@@ -399,15 +435,17 @@ int keyturn_credential_open(keyturn_credential **out, keyturn_engine *engine, co
     });
 }
 
-int keyturn_credential_read(const keyturn_credential *cred, void *buf, size_t cap,
-                            size_t *out_len, unsigned *out_flags) {
+int keyturn_credential_read(const keyturn_credential *cred, void *buf, size_t cap, size_t *out_len,
+                            unsigned *out_flags) {
     // The hot path: no exception can arise here, so no guard and no clearing of the
     // last error on success.
     if (cred == nullptr) return set_error(Status::invalid_argument, "cred is NULL");
     return read_into(*cred->credential, buf, cap, out_len, out_flags);
 }
 
-void keyturn_credential_close(keyturn_credential *cred) { delete cred; }
+void keyturn_credential_close(keyturn_credential *cred) {
+    delete cred;
+}
 
 int keyturn_subscribe(uint64_t *out_id, keyturn_engine *engine, keyturn_event_fn fn,
                       void *user_data, keyturn_release_fn release) {

@@ -258,8 +258,8 @@ KEYTURN_API int keyturn_complete(keyturn_completion completion, const char *resu
 /* Answers a hook request with a value of `len` bytes that expires `expires_in`
  * seconds from now, keeping the refresh material. The same as keyturn_complete()
  * with {"value": ..., "expires_in": ...}, without building JSON. */
-KEYTURN_API int keyturn_complete_value(keyturn_completion completion, const void *value,
-                                       size_t len, double expires_in);
+KEYTURN_API int keyturn_complete_value(keyturn_completion completion, const void *value, size_t len,
+                                       double expires_in);
 
 #define KEYTURN_ACTION_RETRY 0
 #define KEYTURN_ACTION_LOGIN 1

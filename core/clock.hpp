@@ -14,7 +14,7 @@ using TimePoint = std::chrono::time_point<std::chrono::system_clock, Duration>;
 inline constexpr TimePoint kNever = TimePoint::max();
 
 class Clock {
-public:
+  public:
     virtual ~Clock() = default;
 
     // The current time.
@@ -30,17 +30,17 @@ public:
 };
 
 class SystemClock final : public Clock {
-public:
+  public:
     SystemClock();
     TimePoint now() const noexcept override;
     TimePoint now_for_expiry() const noexcept override;
 
-private:
+  private:
     Duration coarse_resolution_;
 };
 
 class ManualClock final : public Clock {
-public:
+  public:
     explicit ManualClock(TimePoint start = TimePoint(std::chrono::seconds(1'700'000'000)))
         : now_(start.time_since_epoch().count()) {}
 
@@ -54,7 +54,7 @@ public:
         now_.store(to.time_since_epoch().count(), std::memory_order_release);
     }
 
-private:
+  private:
     std::atomic<Duration::rep> now_;
 };
 
@@ -68,6 +68,8 @@ inline TimePoint from_unix_seconds(double s) {
 inline Duration seconds_to_duration(double s) {
     return std::chrono::duration_cast<Duration>(std::chrono::duration<double>(s));
 }
-inline double to_seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
+inline double to_seconds(Duration d) {
+    return std::chrono::duration<double>(d).count();
+}
 
 }  // namespace keyturn

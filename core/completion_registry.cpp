@@ -7,9 +7,12 @@ namespace keyturn {
 
 const char *failure_action_name(FailureAction action) noexcept {
     switch (action) {
-        case FailureAction::retry: return "retry";
-        case FailureAction::login: return "login";
-        case FailureAction::give_up: return "give_up";
+        case FailureAction::retry:
+            return "retry";
+        case FailureAction::login:
+            return "login";
+        case FailureAction::give_up:
+            return "give_up";
     }
     return "retry";
 }

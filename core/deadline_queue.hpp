@@ -13,7 +13,7 @@
 namespace keyturn {
 
 class DeadlineQueue {
-public:
+  public:
     using Slot = std::uint32_t;
 
     // Sets the deadline of `slot`, adding it if absent.
@@ -33,7 +33,7 @@ public:
     bool empty() const noexcept { return heap_.empty(); }
     void reserve(std::size_t slots);
 
-private:
+  private:
     struct Entry {
         TimePoint when;
         std::uint64_t order;  // breaks ties first-scheduled-first

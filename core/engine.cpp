@@ -109,9 +109,8 @@ void scrub(std::string &text, const SecretBytes *secret) {
 
 }  // namespace
 
-class EngineCore final : public CompletionTarget,
-                         public std::enable_shared_from_this<EngineCore> {
-public:
+class EngineCore final : public CompletionTarget, public std::enable_shared_from_this<EngineCore> {
+  public:
     EngineCore(EngineSettings settings, std::shared_ptr<const Clock> clock)
         : settings_(settings),
           clock_(clock ? std::move(clock) : std::make_shared<SystemClock>()),
@@ -149,7 +148,8 @@ public:
     }
 
     void add(CredentialSpec spec) {
-        if (auto why = check_identifier(spec.id)) throw Error(Status::invalid_argument, "id " + *why);
+        if (auto why = check_identifier(spec.id))
+            throw Error(Status::invalid_argument, "id " + *why);
 
         std::unique_ptr<Store> store;
         if (spec.store.kind == StoreSpec::Kind::file) {
@@ -316,7 +316,8 @@ public:
         log(LogLevel::info, "engine stopped");
         // Threads finish every queued handler, pending events included, then return.
         work_.reset();
-        for (auto &t : threads_) t.join();
+        for (auto &t : threads_)
+            t.join();
         threads_.clear();
         worker_ids_.clear();
     }
@@ -391,9 +392,11 @@ public:
     std::string status_json() const {
         std::lock_guard lock(mutex_);
         std::map<std::string_view, const Credential *> ordered;
-        for (const auto &[id, c] : by_id_) ordered.emplace(id, c.get());
+        for (const auto &[id, c] : by_id_)
+            ordered.emplace(id, c.get());
         json::array all;
-        for (const auto &[id, c] : ordered) all.push_back(status_of(*c));
+        for (const auto &[id, c] : ordered)
+            all.push_back(status_of(*c));
         return json::serialize(all);
     }
 
@@ -424,8 +427,9 @@ public:
                 snapshot->refresh = prior->refresh;
             }
             snapshot->issued_at = now;
-            snapshot->expires_at =
-                success->expires_at ? *success->expires_at : now + success->expires_in.value_or(Duration::zero());
+            snapshot->expires_at = success->expires_at
+                                       ? *success->expires_at
+                                       : now + success->expires_in.value_or(Duration::zero());
             snapshot->renewable = success->renewable;
             snapshot->max_lifetime = success->max_lifetime;
             snapshot->version = prior ? prior->version + 1 : 1;
@@ -441,7 +445,7 @@ public:
         return fail(c, token, now, std::get<RefreshFailure>(std::move(outcome)), prior);
     }
 
-private:
+  private:
     static constexpr int kLogOff = 1000;
 
     // An event or a log line waiting to be delivered.
@@ -464,9 +468,7 @@ private:
         return it->second;
     }
 
-    double random01() {
-        return std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
-    }
+    double random01() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
 
     // Decides a credential's first refresh: at once without a valid stored value,
     // otherwise when its policy says, so a restart does not refresh needlessly.
@@ -544,7 +546,8 @@ private:
             if (!more) rearm();
         }
         emit(std::move(events));
-        for (Launch &l : launches) start_refresh(l);
+        for (Launch &l : launches)
+            start_refresh(l);
         // Yield between batches so that other work (completions, events) interleaves.
         if (more) {
             asio::post(io_, [weak = weak_from_this()] {
@@ -596,7 +599,8 @@ private:
         l.token = st.token;
         if (st.owner && !st.owner->metadata.empty()) {
             Metadata merged = st.spec.metadata;
-            for (const auto &[k, v] : st.owner->metadata) merged.insert_or_assign(k, v);
+            for (const auto &[k, v] : st.owner->metadata)
+                merged.insert_or_assign(k, v);
             l.merged_metadata = std::move(merged);
         }
         return l;
@@ -609,11 +613,11 @@ private:
         request.reason = l.reason;
         request.attempt = l.attempt;
         request.current = l.current.get();
-        request.refresh = (l.use_refresh && l.current && l.current->refresh) ? &*l.current->refresh
-                                                                           : nullptr;
+        request.refresh =
+            (l.use_refresh && l.current && l.current->refresh) ? &*l.current->refresh : nullptr;
         // The spec is not changed after the credential is added.
-        request.metadata = l.merged_metadata ? &*l.merged_metadata
-                                             : &l.credential->state_->spec.metadata;
+        request.metadata =
+            l.merged_metadata ? &*l.merged_metadata : &l.credential->state_->spec.metadata;
         try {
             l.provider->refresh(request, Completion(l.token));
         } catch (const std::exception &e) {
@@ -719,8 +723,8 @@ private:
             st.next_refresh = kNever;
         } else {
             if (failure.action == FailureAction::login) st.discard_refresh = true;
-            st.next_refresh = retry_at(st.spec.policy, now, expires, st.failures, random01(),
-                                       not_before);
+            st.next_refresh =
+                retry_at(st.spec.policy, now, expires, st.failures, random01(), not_before);
             st.next_reason = st.discard_refresh ? "login" : "retry";
             e.retry_at = st.next_refresh;
         }
@@ -841,7 +845,8 @@ private:
                 }
                 batch.swap(outbox_);
             }
-            for (Outgoing &item : batch) deliver_one(item);
+            for (Outgoing &item : batch)
+                deliver_one(item);
         }
         dispatching_thread_.store(std::thread::id());
     }
@@ -854,7 +859,8 @@ private:
             std::lock_guard lock(listeners_mutex_);
             if (item.event) {
                 subscribers.reserve(subscribers_.size());
-                for (const auto &s : subscribers_) subscribers.push_back(s.second);
+                for (const auto &s : subscribers_)
+                    subscribers.push_back(s.second);
             }
             logger = logger_;
             log_min = log_min_.load();
@@ -932,26 +938,50 @@ Engine::~Engine() {
 void Engine::add_provider(const std::string &name, std::shared_ptr<Provider> provider) {
     core_->add_provider(name, std::move(provider));
 }
-void Engine::add(CredentialSpec spec) { core_->add(std::move(spec)); }
-void Engine::remove(std::string_view id) { core_->remove(id); }
-void Engine::refresh_now(std::string_view id) { core_->refresh_now(id); }
-void Engine::start() { core_->start(); }
-void Engine::stop(std::optional<Duration> drain) { core_->stop(drain); }
-std::size_t Engine::poll() { return core_->poll(); }
+void Engine::add(CredentialSpec spec) {
+    core_->add(std::move(spec));
+}
+void Engine::remove(std::string_view id) {
+    core_->remove(id);
+}
+void Engine::refresh_now(std::string_view id) {
+    core_->refresh_now(id);
+}
+void Engine::start() {
+    core_->start();
+}
+void Engine::stop(std::optional<Duration> drain) {
+    core_->stop(drain);
+}
+std::size_t Engine::poll() {
+    return core_->poll();
+}
 std::shared_ptr<const Credential> Engine::find(std::string_view id) const {
     return core_->find(id);
 }
-std::string Engine::status_json(std::string_view id) const { return core_->status_json(id); }
-std::string Engine::status_json() const { return core_->status_json(); }
-std::size_t Engine::size() const { return core_->size(); }
+std::string Engine::status_json(std::string_view id) const {
+    return core_->status_json(id);
+}
+std::string Engine::status_json() const {
+    return core_->status_json();
+}
+std::size_t Engine::size() const {
+    return core_->size();
+}
 std::uint64_t Engine::subscribe(Subscriber subscriber) {
     return core_->subscribe(std::move(subscriber));
 }
-void Engine::unsubscribe(std::uint64_t id) { core_->unsubscribe(id); }
+void Engine::unsubscribe(std::uint64_t id) {
+    core_->unsubscribe(id);
+}
 void Engine::set_logger(LogLevel min_level, Logger logger) {
     core_->set_logger(min_level, std::move(logger));
 }
-bool Engine::on_engine_thread() const { return core_->on_engine_thread(); }
-void Engine::reserve(std::size_t count) { core_->reserve(count); }
+bool Engine::on_engine_thread() const {
+    return core_->on_engine_thread();
+}
+void Engine::reserve(std::size_t count) {
+    core_->reserve(count);
+}
 
 }  // namespace keyturn

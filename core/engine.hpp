@@ -24,7 +24,7 @@ class EngineCore;
 // after the credential is removed or the engine is gone; reads then fail with
 // Status::removed.
 class Credential {
-public:
+  public:
     Credential(std::string id, bool serve_stale, std::shared_ptr<const Clock> clock);
     ~Credential();
     Credential(const Credential &) = delete;
@@ -38,7 +38,7 @@ public:
     // is served only because the credential serves stale values.
     Status read(char *buf, std::size_t cap, std::size_t *out_len, bool *stale) const noexcept;
 
-private:
+  private:
     friend class EngineCore;
     struct State;
 
@@ -55,7 +55,7 @@ using Subscriber = std::function<void(const Event &)>;
 using Logger = std::function<void(LogLevel, const std::string &)>;
 
 class Engine {
-public:
+  public:
     // With a manual clock the engine starts no threads and arms no timer: a test
     // drives it with poll(). `settings.threads` is ignored then.
     explicit Engine(EngineSettings settings, std::shared_ptr<const Clock> clock = nullptr);
@@ -106,7 +106,7 @@ public:
     // Reserves room for `count` credentials, for bulk registration.
     void reserve(std::size_t count);
 
-private:
+  private:
     std::shared_ptr<EngineCore> core_;
 };
 

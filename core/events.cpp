@@ -10,22 +10,32 @@ namespace json = boost::json;
 
 const char *event_type_name(EventType type) noexcept {
     switch (type) {
-        case EventType::refreshed: return "refreshed";
-        case EventType::refresh_failed: return "refresh_failed";
-        case EventType::expiring: return "expiring";
-        case EventType::expired: return "expired";
-        case EventType::removed: return "removed";
+        case EventType::refreshed:
+            return "refreshed";
+        case EventType::refresh_failed:
+            return "refresh_failed";
+        case EventType::expiring:
+            return "expiring";
+        case EventType::expired:
+            return "expired";
+        case EventType::removed:
+            return "removed";
     }
     return "unknown";
 }
 
 LogLevel log_level_of(EventType type, bool persisted) noexcept {
     switch (type) {
-        case EventType::refreshed: return persisted ? LogLevel::info : LogLevel::error;
-        case EventType::refresh_failed: return LogLevel::warning;
-        case EventType::expiring: return LogLevel::warning;
-        case EventType::expired: return LogLevel::error;
-        case EventType::removed: return LogLevel::info;
+        case EventType::refreshed:
+            return persisted ? LogLevel::info : LogLevel::error;
+        case EventType::refresh_failed:
+            return LogLevel::warning;
+        case EventType::expiring:
+            return LogLevel::warning;
+        case EventType::expired:
+            return LogLevel::error;
+        case EventType::removed:
+            return LogLevel::info;
     }
     return LogLevel::info;
 }

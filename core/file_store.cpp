@@ -39,7 +39,7 @@ void fault_point(std::string_view step) {
 
 // Closes a descriptor on every path out of a function.
 class Fd {
-public:
+  public:
     explicit Fd(int fd) : fd_(fd) {}
     ~Fd() {
         if (fd_ >= 0) ::close(fd_);
@@ -49,7 +49,7 @@ public:
     int get() const { return fd_; }
     int release() { return std::exchange(fd_, -1); }
 
-private:
+  private:
     int fd_;
 };
 
@@ -67,8 +67,8 @@ std::optional<SecretBytes> get_secret(const json::object &o, std::string_view ke
                                       std::string_view where) {
     if (const json::value *v = o.if_contains(key)) {
         if (!v->is_string()) {
-            throw Error(Status::store, std::string(where) + ": \"" + std::string(key) +
-                                           "\" is not a string");
+            throw Error(Status::store,
+                        std::string(where) + ": \"" + std::string(key) + "\" is not a string");
         }
         return SecretBytes(std::string_view(v->get_string()));
     }
@@ -76,8 +76,8 @@ std::optional<SecretBytes> get_secret(const json::object &o, std::string_view ke
         std::optional<SecretBytes> decoded;
         if (v->is_string()) decoded = base64_decode(v->get_string());
         if (!decoded) {
-            throw Error(Status::store, std::string(where) + ": \"" + std::string(key) +
-                                           "_base64\" is not base64");
+            throw Error(Status::store,
+                        std::string(where) + ": \"" + std::string(key) + "_base64\" is not base64");
         }
         return decoded;
     }
@@ -97,7 +97,8 @@ void encode_snapshot(ScrubbedString &out, const Snapshot &s) {
     o["renewable"] = s.renewable;
     if (s.max_lifetime) o["max_lifetime"] = to_seconds(*s.max_lifetime);
     json::object meta(o.storage());
-    for (const auto &[k, v] : s.metadata) meta[k] = v;
+    for (const auto &[k, v] : s.metadata)
+        meta[k] = v;
     o["metadata"] = std::move(meta);
     serialize_into(out, o);
 }

@@ -44,7 +44,8 @@ struct ThreadSlot {
     Slot *slot = acquire_slot();
     int depth = 0;
     ~ThreadSlot() {
-        for (auto &p : slot->pointers) p.store(nullptr, std::memory_order_release);
+        for (auto &p : slot->pointers)
+            p.store(nullptr, std::memory_order_release);
         slot->in_use.store(false, std::memory_order_release);
     }
 };
@@ -108,7 +109,9 @@ Guard::~Guard() {
     --this_thread_slot().depth;
 }
 
-void Guard::announce(const void *p) noexcept { cell_->store(p, std::memory_order_seq_cst); }
+void Guard::announce(const void *p) noexcept {
+    cell_->store(p, std::memory_order_seq_cst);
+}
 
 void retire(const void *address, void *owner, void (*destroy)(void *)) {
     std::vector<Retired> free_now;
@@ -118,7 +121,8 @@ void retire(const void *address, void *owner, void (*destroy)(void *)) {
         list.items.push_back({address, owner, destroy});
         if (list.items.size() % kReclaimEvery == 0) free_now = take_unprotected(list.items);
     }
-    for (const Retired &r : free_now) r.destroy(r.owner);
+    for (const Retired &r : free_now)
+        r.destroy(r.owner);
 }
 
 void reclaim() {
@@ -128,7 +132,8 @@ void reclaim() {
         std::lock_guard lock(list.mutex);
         free_now = take_unprotected(list.items);
     }
-    for (const Retired &r : free_now) r.destroy(r.owner);
+    for (const Retired &r : free_now)
+        r.destroy(r.owner);
 }
 
 }  // namespace keyturn::hazard

@@ -16,7 +16,7 @@ struct Slot;
 
 // Protects one pointer for the lifetime of the guard, on the calling thread.
 class Guard {
-public:
+  public:
     Guard() noexcept;
     ~Guard();
     Guard(const Guard &) = delete;
@@ -34,7 +34,7 @@ public:
         }
     }
 
-private:
+  private:
     void announce(const void *p) noexcept;
     std::atomic<const void *> *cell_;
 };

@@ -15,11 +15,21 @@ void append_json_string(std::string &out, std::string_view text) {
     for (char ch : text) {
         auto c = static_cast<unsigned char>(ch);
         switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
             default:
                 if (c < 0x20) {
                     out += "\\u00";
@@ -138,16 +148,16 @@ RefreshOutcome parse_hook_result(std::string_view json_text) {
         return failure;
     }
 
-    r.allow_only({"value", "value_base64", "expires_in", "expires_at", "refresh",
-                  "refresh_base64", "renewable", "max_lifetime", "metadata"});
+    r.allow_only({"value", "value_base64", "expires_in", "expires_at", "refresh", "refresh_base64",
+                  "renewable", "max_lifetime", "metadata"});
     RefreshSuccess success;
     auto read_secret = [&](std::string_view key, bool required) -> std::optional<SecretBytes> {
         std::string b64 = std::string(key) + "_base64";
         const json::value *plain = r.raw(key);
         const json::value *encoded = r.raw(b64);
         if (plain && encoded) {
-            errors.add(std::string(key), "give \"" + std::string(key) + "\" or \"" + b64 +
-                                             "\", not both");
+            errors.add(std::string(key),
+                       "give \"" + std::string(key) + "\" or \"" + b64 + "\", not both");
             return std::nullopt;
         }
         std::optional<SecretBytes> out;
@@ -164,9 +174,8 @@ RefreshOutcome parse_hook_result(std::string_view json_text) {
             errors.add(std::string(key), "is required (or \"" + b64 + "\", or \"error\")");
         }
         if (out && out->size() > kMaxValueSize) {
-            errors.add(std::string(key), "is " + std::to_string(out->size()) +
-                                             " bytes; at most " + std::to_string(kMaxValueSize) +
-                                             " are allowed");
+            errors.add(std::string(key), "is " + std::to_string(out->size()) + " bytes; at most " +
+                                             std::to_string(kMaxValueSize) + " are allowed");
             out.reset();
         }
         return out;

@@ -12,7 +12,7 @@
 namespace keyturn {
 
 class HookProvider final : public Provider {
-public:
+  public:
     // Returns 0 when it accepted the request; anything else fails the refresh at once
     // unless the function already completed it.
     using Function = std::function<int(std::string_view request_json, std::uint64_t token)>;
@@ -20,7 +20,7 @@ public:
     explicit HookProvider(Function function) : function_(std::move(function)) {}
     void refresh(const RefreshRequest &request, Completion completion) override;
 
-private:
+  private:
     Function function_;
 };
 

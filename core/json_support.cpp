@@ -43,8 +43,7 @@ json::value parse_secret_json(std::string_view text, std::string_view what) {
     options.max_depth = 64;
     json::value value = json::parse(text, ec, scrubbing_storage(), options);
     if (ec) {
-        throw Error(Status::config,
-                    std::string(what) + ": not valid JSON (" + ec.message() + ")");
+        throw Error(Status::config, std::string(what) + ": not valid JSON (" + ec.message() + ")");
     }
     return value;
 }
@@ -172,8 +171,7 @@ std::optional<bool> ObjectReader::boolean(std::string_view key) {
     return v->get_bool();
 }
 
-std::optional<Duration> ObjectReader::duration(std::string_view key, Duration min,
-                                               Duration max) {
+std::optional<Duration> ObjectReader::duration(std::string_view key, Duration min, Duration max) {
     const json::value *v = raw(key);
     if (v == nullptr) return std::nullopt;
     std::optional<Duration> d;
@@ -190,8 +188,8 @@ std::optional<Duration> ObjectReader::duration(std::string_view key, Duration mi
             if (!s.empty() && s.back() == '.') s.pop_back();
             return s + " s";
         };
-        errors_.add(child_path(path_, key), "expected a duration from " + describe(min) +
-                                                " to " + describe(max) +
+        errors_.add(child_path(path_, key), "expected a duration from " + describe(min) + " to " +
+                                                describe(max) +
                                                 " (seconds, or text such as \"30s\", \"5m\")");
         return std::nullopt;
     }
@@ -230,16 +228,19 @@ bool is_utf8(std::string_view bytes) noexcept {
     const std::size_t n = bytes.size();
     while (i < n) {
         unsigned char c = s[i];
-        std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3
-                                      : (c >> 3) == 0x1e ? 4 : 0;
+        std::size_t len = c < 0x80           ? 1
+                          : (c >> 5) == 0x6  ? 2
+                          : (c >> 4) == 0xe  ? 3
+                          : (c >> 3) == 0x1e ? 4
+                                             : 0;
         if (len == 0 || i + len > n) return false;
         for (std::size_t k = 1; k < len; ++k) {
             if ((s[i + k] & 0xc0) != 0x80) return false;
         }
-        if (len == 2 && c < 0xc2) return false;                          // overlong
-        if (len == 3 && c == 0xe0 && s[i + 1] < 0xa0) return false;      // overlong
-        if (len == 3 && c == 0xed && s[i + 1] >= 0xa0) return false;     // surrogate
-        if (len == 4 && c == 0xf0 && s[i + 1] < 0x90) return false;      // overlong
+        if (len == 2 && c < 0xc2) return false;                       // overlong
+        if (len == 3 && c == 0xe0 && s[i + 1] < 0xa0) return false;   // overlong
+        if (len == 3 && c == 0xed && s[i + 1] >= 0xa0) return false;  // surrogate
+        if (len == 4 && c == 0xf0 && s[i + 1] < 0x90) return false;   // overlong
         if (len == 4 && (c > 0xf4 || (c == 0xf4 && s[i + 1] >= 0x90))) return false;
         i += len;
     }

@@ -29,14 +29,14 @@ void serialize_into(ScrubbedString &out, const boost::json::value &value);
 
 // Collects every mistake in a document as "path: what was expected".
 class JsonErrors {
-public:
+  public:
     void add(const std::string &path, const std::string &message);
     bool empty() const noexcept { return messages_.empty(); }
     // All mistakes, one per line.
     std::string text() const;
     const std::vector<std::string> &lines() const noexcept { return messages_; }
 
-private:
+  private:
     std::vector<std::string> messages_;
 };
 
@@ -46,7 +46,7 @@ std::string index_path(const std::string &parent, std::size_t index);
 // Field readers. Each returns nothing when the key is absent or wrong; when wrong it
 // also records an error at the field's path.
 class ObjectReader {
-public:
+  public:
     ObjectReader(const boost::json::value &value, std::string path, JsonErrors &errors);
 
     bool valid() const noexcept { return object_ != nullptr; }
@@ -66,7 +66,7 @@ public:
 
     JsonErrors &errors() noexcept { return errors_; }
 
-private:
+  private:
     const boost::json::object *object_;
     std::string path_;
     JsonErrors &errors_;

@@ -52,7 +52,7 @@ using RefreshOutcome = std::variant<RefreshSuccess, RefreshFailure>;
 
 // The other end of a completion: the engine. Outcomes arrive here.
 class CompletionTarget {
-public:
+  public:
     virtual ~CompletionTarget() = default;
     virtual Status on_outcome(std::uint32_t slot, std::uint64_t token,
                               RefreshOutcome &&outcome) = 0;
@@ -61,17 +61,17 @@ public:
 // A ticket for one outstanding request. Cheap to copy; completing it twice, late, or
 // after the engine is gone is harmless and returns Status::stale_completion.
 class Completion {
-public:
+  public:
     explicit Completion(std::uint64_t token) : token_(token) {}
     std::uint64_t token() const noexcept { return token_; }
     Status complete(RefreshOutcome &&outcome) const;
 
-private:
+  private:
     std::uint64_t token_;
 };
 
 class Provider {
-public:
+  public:
     virtual ~Provider() = default;
     virtual void refresh(const RefreshRequest &request, Completion completion) = 0;
 };

@@ -7,8 +7,8 @@ namespace keyturn {
 
 namespace {
 Duration scale(Duration d, double factor) {
-    return std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::nano>(
-        static_cast<double>(d.count()) * factor));
+    return std::chrono::duration_cast<Duration>(
+        std::chrono::duration<double, std::nano>(static_cast<double>(d.count()) * factor));
 }
 }  // namespace
 

@@ -38,7 +38,9 @@ SecretBytes &SecretBytes::operator=(SecretBytes &&other) noexcept {
     return *this;
 }
 
-SecretBytes::~SecretBytes() { clear(); }
+SecretBytes::~SecretBytes() {
+    clear();
+}
 
 void SecretBytes::clear() noexcept {
     cleanse(data_.get(), size_);
@@ -46,7 +48,9 @@ void SecretBytes::clear() noexcept {
     size_ = 0;
 }
 
-std::string SecretBytes::fingerprint() const { return fingerprint_of(reveal()); }
+std::string SecretBytes::fingerprint() const {
+    return fingerprint_of(reveal());
+}
 
 bool operator==(const SecretBytes &a, const SecretBytes &b) noexcept {
     return a.size_ == b.size_ && CRYPTO_memcmp(a.data(), b.data(), a.size_) == 0;

@@ -13,7 +13,7 @@
 namespace keyturn {
 
 class SecretBytes {
-public:
+  public:
     SecretBytes() noexcept = default;
     SecretBytes(const void *data, std::size_t size);
     explicit SecretBytes(std::string_view text) : SecretBytes(text.data(), text.size()) {}
@@ -36,7 +36,7 @@ public:
 
     friend bool operator==(const SecretBytes &a, const SecretBytes &b) noexcept;
 
-private:
+  private:
     std::unique_ptr<char[]> data_;
     std::size_t size_ = 0;
 };
@@ -50,12 +50,14 @@ std::string fingerprint_of(std::string_view bytes);
 
 // Overwrites memory in a way the compiler cannot elide.
 void cleanse(void *data, std::size_t size) noexcept;
-inline void cleanse(std::string &text) noexcept { cleanse(text.data(), text.size()); }
+inline void cleanse(std::string &text) noexcept {
+    cleanse(text.data(), text.size());
+}
 
 // A std::string for text that may hold secrets (JSON carrying a token); it is
 // overwritten when it goes out of scope.
 class ScrubbedString {
-public:
+  public:
     ScrubbedString() = default;
     explicit ScrubbedString(std::string text) : text_(std::move(text)) {}
     ScrubbedString(const ScrubbedString &) = delete;
@@ -64,7 +66,7 @@ public:
     std::string &str() noexcept { return text_; }
     const std::string &str() const noexcept { return text_; }
 
-private:
+  private:
     std::string text_;
 };
 

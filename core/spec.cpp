@@ -31,8 +31,10 @@ void read_backoff(const json::value &value, const std::string &path, JsonErrors 
                   BackoffPolicy &out) {
     ObjectReader r(value, path, errors);
     r.allow_only({"initial", "multiplier", "max", "jitter"});
-    if (auto d = r.duration("initial", std::chrono::milliseconds(1), kMaxDuration)) out.initial = *d;
-    if (auto m = r.number("multiplier", 1.0, 10.0, "a number between 1 and 10")) out.multiplier = *m;
+    if (auto d = r.duration("initial", std::chrono::milliseconds(1), kMaxDuration))
+        out.initial = *d;
+    if (auto m = r.number("multiplier", 1.0, 10.0, "a number between 1 and 10"))
+        out.multiplier = *m;
     if (auto d = r.duration("max", std::chrono::milliseconds(1), kMaxDuration)) out.max = *d;
     if (auto j = r.number("jitter", 0.0, 1.0, "a number between 0 and 1")) out.jitter = *j;
     if (r.valid() && out.max < out.initial) {
@@ -159,7 +161,8 @@ std::optional<CredentialSpec> read_credential_spec(const json::value &value,
     }
 
     if (!mine.empty()) {
-        for (const auto &line : mine.lines()) errors.add("", line);
+        for (const auto &line : mine.lines())
+            errors.add("", line);
         return std::nullopt;
     }
     return spec;

@@ -27,12 +27,12 @@ enum class Status : int {
 // Thrown at the engine's public edges; the C ABI turns it into a status and the
 // per-thread message. The message never contains a secret value.
 class Error : public std::runtime_error {
-public:
+  public:
     Error(Status status, const std::string &message)
         : std::runtime_error(message), status_(status) {}
     Status status() const noexcept { return status_; }
 
-private:
+  private:
     Status status_;
 };
 

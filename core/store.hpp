@@ -14,7 +14,7 @@
 namespace keyturn {
 
 class Store {
-public:
+  public:
     virtual ~Store() = default;
     // The stored snapshot, or nothing when none was stored. Throws Error(store)
     // when something is stored but cannot be read.
@@ -27,7 +27,7 @@ public:
 
 // Keeps nothing beyond what the engine already holds in memory.
 class MemoryStore final : public Store {
-public:
+  public:
     std::optional<Snapshot> load() override { return std::nullopt; }
     void persist(const Snapshot &) override {}
     std::string describe() const override { return "memory"; }
@@ -36,7 +36,7 @@ public:
 // A JSON file written atomically: a temporary file in the same directory, fsync,
 // rename over the old file, fsync of the directory. Mode 0600.
 class FileStore final : public Store {
-public:
+  public:
     explicit FileStore(std::filesystem::path path);
     std::optional<Snapshot> load() override;
     void persist(const Snapshot &snapshot) override;
@@ -48,7 +48,7 @@ public:
     using FaultHook = std::function<void(std::string_view step)>;
     static void set_fault_hook_for_testing(FaultHook hook);
 
-private:
+  private:
     std::filesystem::path path_;
 };
 

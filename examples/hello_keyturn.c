@@ -47,7 +47,8 @@ static int fail(const char *what, int status) {
 int main(void) {
     static const char config[] =
         "{\"engine\": {\"threads\": 1},"
-        " \"credentials\": [{\"id\": \"hello\", \"provider\": {\"type\": \"hook\", \"name\": \"mint\"},"
+        " \"credentials\": [{\"id\": \"hello\", \"provider\": {\"type\": \"hook\", \"name\": "
+        "\"mint\"},"
         "                    \"policy\": {\"jitter\": 0.05}}]}";
     keyturn_engine *engine = NULL;
     keyturn_credential *handle = NULL;
@@ -83,7 +84,6 @@ int main(void) {
 
     keyturn_credential_close(handle);
     keyturn_engine_free(engine);
-    printf("tokens minted: %d, successful reads: %d, expired reads: %d\n", minted, reads,
-           expired);
+    printf("tokens minted: %d, successful reads: %d, expired reads: %d\n", minted, reads, expired);
     return (minted >= 3 && reads > 0 && expired == 0) ? 0 : 1;
 }

@@ -82,7 +82,7 @@ std::string spec_json(const std::string &id, const std::string &extra = "") {
 }
 
 class CapiTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         const char config[] = R"({"engine": {"threads": 1, "hook_timeout": 0.3}})";
         ASSERT_EQ(keyturn_engine_new(&engine_, config, sizeof config - 1), KEYTURN_OK);
@@ -96,9 +96,12 @@ protected:
     void TearDown() override {
         keyturn_engine_free(engine_);
         EXPECT_EQ(capture_.released, 1);  // the hook's user_data, released once
-        for (const auto &e : capture_.events) EXPECT_EQ(e.find(kMarker), std::string::npos) << e;
-        for (const auto &l : capture_.logs) EXPECT_EQ(l.find(kMarker), std::string::npos) << l;
-        for (const auto &m : messages_) EXPECT_EQ(m.find(kMarker), std::string::npos) << m;
+        for (const auto &e : capture_.events)
+            EXPECT_EQ(e.find(kMarker), std::string::npos) << e;
+        for (const auto &l : capture_.logs)
+            EXPECT_EQ(l.find(kMarker), std::string::npos) << l;
+        for (const auto &m : messages_)
+            EXPECT_EQ(m.find(kMarker), std::string::npos) << m;
     }
 
     // Calls a keyturn function and remembers its message, for the secret check.
@@ -182,8 +185,7 @@ TEST(CapiNull, EveryFunctionRefusesNullWithAMessage) {
     EXPECT_EQ(keyturn_subscribe(&id, nullptr, on_event, nullptr, nullptr),
               KEYTURN_E_INVALID_ARGUMENT);
     EXPECT_EQ(keyturn_unsubscribe(nullptr, 1), KEYTURN_E_INVALID_ARGUMENT);
-    EXPECT_EQ(keyturn_set_logger(nullptr, 0, on_log, nullptr, nullptr),
-              KEYTURN_E_INVALID_ARGUMENT);
+    EXPECT_EQ(keyturn_set_logger(nullptr, 0, on_log, nullptr, nullptr), KEYTURN_E_INVALID_ARGUMENT);
     keyturn_string_free(nullptr);
 }
 
@@ -271,7 +273,8 @@ TEST_F(CapiTest, StringsOverOneMebibyteAreRefused) {
     std::string spec = spec_json(huge);
     EXPECT_EQ(check(keyturn_credential_add(engine_, spec.data(), spec.size())), KEYTURN_E_CONFIG);
     EXPECT_LT(last_error().size(), 300u);
-    std::string big_spec = spec_json("a", ", \"metadata\": {\"k\": \"" + std::string(5u << 20, 'x') + "\"}");
+    std::string big_spec =
+        spec_json("a", ", \"metadata\": {\"k\": \"" + std::string(5u << 20, 'x') + "\"}");
     EXPECT_EQ(check(keyturn_credential_add(engine_, big_spec.data(), big_spec.size())),
               KEYTURN_E_CONFIG);
     EXPECT_NE(last_error().find("at most"), std::string::npos);

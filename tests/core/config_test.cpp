@@ -83,8 +83,7 @@ TEST(Config, WrongTypesSayWhatWasExpected) {
               std::string::npos)
         << message;
     EXPECT_NE(message.find("credentials[0].id: expected a string"), std::string::npos) << message;
-    EXPECT_NE(message.find("credentials[0].serve_stale: expected true or false"),
-              std::string::npos)
+    EXPECT_NE(message.find("credentials[0].serve_stale: expected true or false"), std::string::npos)
         << message;
     EXPECT_NE(message.find("credentials[0].metadata.k: expected a string"), std::string::npos)
         << message;
@@ -116,8 +115,7 @@ TEST(Config, InvalidIdentifiersAreRejected) {
     std::string message = config_error(R"({"credentials": [
         {"id": "has space", "provider": {"type": "hook", "name": "h"}},
         {"id": "", "provider": {"type": "hook", "name": "h"}}]})");
-    EXPECT_NE(message.find("credentials[0].id: id may contain only"), std::string::npos)
-        << message;
+    EXPECT_NE(message.find("credentials[0].id: id may contain only"), std::string::npos) << message;
     EXPECT_NE(message.find("credentials[1].id: id is empty"), std::string::npos) << message;
 }
 

@@ -32,7 +32,8 @@ TEST(DeadlineQueue, PopsNothingBeforeItsTime) {
 
 TEST(DeadlineQueue, TiesGoToTheFirstScheduled) {
     DeadlineQueue q;
-    for (DeadlineQueue::Slot s : {5u, 2u, 9u}) q.schedule(s, t0);
+    for (DeadlineQueue::Slot s : {5u, 2u, 9u})
+        q.schedule(s, t0);
     EXPECT_EQ(q.pop_due(t0), 5u);
     EXPECT_EQ(q.pop_due(t0), 2u);
     EXPECT_EQ(q.pop_due(t0), 9u);
@@ -82,7 +83,8 @@ TEST(DeadlineQueue, AgreesWithAReferenceOverManyRandomOperations) {
             case 3: {
                 auto popped = q.pop_due(t0 + 50s);
                 TimePoint best = kNever;
-                for (auto &[s, w] : reference) best = std::min(best, w);
+                for (auto &[s, w] : reference)
+                    best = std::min(best, w);
                 if (best <= t0 + 50s) {
                     ASSERT_TRUE(popped.has_value());
                     EXPECT_EQ(reference.at(*popped), best);

@@ -19,13 +19,17 @@ using namespace std::chrono_literals;
 // message may ever contain it.
 constexpr std::string_view kMarker = "SENTINEL";
 
-std::string token(int n) { return "kt-secret-SENTINEL-token-" + std::to_string(n); }
-std::string refresh_token(int n) { return "kt-secret-SENTINEL-refresh-" + std::to_string(n); }
+std::string token(int n) {
+    return "kt-secret-SENTINEL-token-" + std::to_string(n);
+}
+std::string refresh_token(int n) {
+    return "kt-secret-SENTINEL-refresh-" + std::to_string(n);
+}
 
 // A provider that records each request and lets the test answer it, or answers at
 // once through `respond` when set.
 class ScriptedProvider final : public Provider {
-public:
+  public:
     struct Call {
         std::string credential;
         std::string reason;
@@ -36,7 +40,9 @@ public:
     };
 
     void refresh(const RefreshRequest &r, Completion completion) override {
-        Call call{std::string(r.credential), std::string(r.reason), r.attempt,
+        Call call{std::string(r.credential),
+                  std::string(r.reason),
+                  r.attempt,
                   r.current ? std::optional(std::string(r.current->value.reveal())) : std::nullopt,
                   r.refresh ? std::optional(std::string(r.refresh->reveal())) : std::nullopt,
                   completion};
@@ -66,7 +72,7 @@ public:
         return calls_.back();
     }
 
-private:
+  private:
     mutable std::mutex mutex_;
     std::vector<Call> calls_;
     std::function<void(const Call &)> respond_;
@@ -109,7 +115,7 @@ ReadOutcome read(const Engine &engine, std::string_view id) {
 }
 
 class EngineTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         clock_ = std::make_shared<ManualClock>();
         engine_ = std::make_unique<Engine>(EngineSettings{}, clock_);
@@ -128,7 +134,8 @@ protected:
     void TearDown() override {
         engine_.reset();
         std::lock_guard lock(mutex_);
-        for (const auto &line : logs_) EXPECT_EQ(line.find(kMarker), std::string::npos) << line;
+        for (const auto &line : logs_)
+            EXPECT_EQ(line.find(kMarker), std::string::npos) << line;
         for (const auto &json : event_json_) {
             EXPECT_EQ(json.find(kMarker), std::string::npos) << json;
         }
@@ -285,7 +292,8 @@ TEST_F(EngineTest, AHookThatNeverAnswersTimesOutAndItsLateAnswerIsRejected) {
     advance(5s);
     auto failed = events_of(EventType::refresh_failed);
     ASSERT_EQ(failed.size(), 1u);
-    EXPECT_NE(failed[0].error.find("did not answer within 5s"), std::string::npos) << failed[0].error;
+    EXPECT_NE(failed[0].error.find("did not answer within 5s"), std::string::npos)
+        << failed[0].error;
     EXPECT_EQ(first.completion.complete(success(token(1), 60s)), Status::stale_completion);
     EXPECT_EQ(read(*engine_, "api").status, Status::not_ready);
     // The retry comes after the backoff and works.
@@ -515,7 +523,8 @@ TEST_F(EngineTest, AHundredThousandCredentialsAllRefreshInOneQueue) {
         call.completion.complete(success(call.credential + "-kt-secret-SENTINEL", 3600s));
     });
     engine_->reserve(kCount);
-    for (int i = 0; i < kCount; ++i) engine_->add(spec("c" + std::to_string(i)));
+    for (int i = 0; i < kCount; ++i)
+        engine_->add(spec("c" + std::to_string(i)));
     engine_->start();
     settle();
     EXPECT_EQ(answered.load(), kCount);
@@ -589,11 +598,13 @@ TEST(EngineThreads, ReadersNeverSeeAnExpiredValueWhileRefreshesRun) {
         std::this_thread::sleep_for(10ms);
     }
     done.store(true);
-    for (auto &r : readers) r.join();
+    for (auto &r : readers)
+        r.join();
     engine.stop(2s);
     {
         std::lock_guard lock(answerers_mutex);
-        for (auto &a : answerers) a.join();
+        for (auto &a : answerers)
+            a.join();
     }
     EXPECT_GE(minted.load(), 10);
     EXPECT_GT(ok.load(), 0);

@@ -20,7 +20,7 @@ struct SimulatedCrash {
 };
 
 class FileStoreTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         dir_ = fs::temp_directory_path() /
                ("keyturn-store-" + std::to_string(::getpid()) + "-" +
@@ -37,7 +37,8 @@ protected:
     static Snapshot snapshot(std::string_view value, std::uint64_t version) {
         Snapshot s;
         s.value = SecretBytes(value);
-        s.refresh = SecretBytes(std::string_view("kt-secret-SENTINEL-refresh-" + std::to_string(version)));
+        s.refresh =
+            SecretBytes(std::string_view("kt-secret-SENTINEL-refresh-" + std::to_string(version)));
         s.issued_at = TimePoint(1'700'000'000s);
         s.expires_at = s.issued_at + 3600s;
         s.version = version;
@@ -47,7 +48,8 @@ protected:
 
     std::vector<fs::path> files() const {
         std::vector<fs::path> out;
-        for (auto &e : fs::directory_iterator(dir_)) out.push_back(e.path().filename());
+        for (auto &e : fs::directory_iterator(dir_))
+            out.push_back(e.path().filename());
         return out;
     }
 
@@ -128,10 +130,10 @@ TEST_F(FileStoreTest, RefusesAFileOthersCanRead) {
 }
 
 TEST_F(FileStoreTest, AMalformedFileIsAnErrorThatNamesTheFileAndNeverTheContent) {
-    for (std::string content : {std::string("kt-secret-SENTINEL-garbage"),
-                                std::string(R"({"format": "other"})"),
-                                std::string(R"({"format": "keyturn-snapshot-1", "value": 5})"),
-                                std::string(R"({"format": "keyturn-snapshot-1",
+    for (std::string content :
+         {std::string("kt-secret-SENTINEL-garbage"), std::string(R"({"format": "other"})"),
+          std::string(R"({"format": "keyturn-snapshot-1", "value": 5})"),
+          std::string(R"({"format": "keyturn-snapshot-1",
                                                "value": "kt-secret-SENTINEL-x"})")}) {
         {
             std::ofstream f(path_);

@@ -38,7 +38,8 @@ TEST(HookResult, ReadsBase64ValuesAndAbsoluteExpiry) {
 }
 
 TEST(HookResult, ReadsAFailureWithItsAction) {
-    auto outcome = parse_hook_result(R"({"error": "HTTP 503", "action": "login", "retry_after": 7})");
+    auto outcome =
+        parse_hook_result(R"({"error": "HTTP 503", "action": "login", "retry_after": 7})");
     auto &f = std::get<RefreshFailure>(outcome);
     EXPECT_EQ(f.reason, "HTTP 503");
     EXPECT_EQ(f.action, FailureAction::login);
@@ -57,9 +58,9 @@ TEST(HookResult, MistakesAreNamedAndValuesNeverQuoted) {
               std::string::npos);
     EXPECT_NE(result_error(R"({"value": "v", "expires_in": -1})").find("expires_in"),
               std::string::npos);
-    EXPECT_NE(result_error(R"({"value": "v", "expires_in": 1, "colour": 1})")
-                  .find("colour: unknown key"),
-              std::string::npos);
+    EXPECT_NE(
+        result_error(R"({"value": "v", "expires_in": 1, "colour": 1})").find("colour: unknown key"),
+        std::string::npos);
     EXPECT_NE(result_error(R"({"error": "x", "action": "panic"})").find("action: expected"),
               std::string::npos);
     EXPECT_NE(result_error("kt-secret-SENTINEL-d").find("not valid JSON"), std::string::npos);
@@ -67,7 +68,8 @@ TEST(HookResult, MistakesAreNamedAndValuesNeverQuoted) {
 }
 
 TEST(HookResult, RejectsAValueOverOneMebibyte) {
-    std::string big = R"({"value": ")" + std::string((1u << 20) + 1, 'v') + R"(", "expires_in": 1})";
+    std::string big =
+        R"({"value": ")" + std::string((1u << 20) + 1, 'v') + R"(", "expires_in": 1})";
     EXPECT_NE(result_error(big).find("at most 1048576"), std::string::npos);
 }
 

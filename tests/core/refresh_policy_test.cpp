@@ -91,7 +91,8 @@ TEST(Backoff, JitterOnlyLengthensAndNeverPassesTheCap) {
     b.jitter = 0.2;
     for (int failures = 1; failures < 12; ++failures) {
         for (double r : {0.0, 0.3, 0.999}) {
-            Duration base = backoff_delay(BackoffPolicy{b.initial, b.multiplier, b.max, 0}, failures, 0);
+            Duration base =
+                backoff_delay(BackoffPolicy{b.initial, b.multiplier, b.max, 0}, failures, 0);
             Duration d = backoff_delay(b, failures, r);
             EXPECT_GE(d, base);
             EXPECT_LE(d, b.max);

@@ -11,7 +11,9 @@ namespace keyturn {
 namespace {
 
 template <class T>
-concept Streamable = requires(std::ostream &os, const T &t) { os << t; };
+concept Streamable = requires(std::ostream &os, const T &t) {
+    os << t;
+};
 
 TEST(SecretBytes, CannotBeStreamed) {
     static_assert(!Streamable<SecretBytes>);
@@ -56,7 +58,8 @@ TEST(Cleanse, OverwritesMemory) {
 TEST(Base64, RoundTripsBinary) {
     for (std::size_t n = 0; n < 20; ++n) {
         std::string bytes;
-        for (std::size_t i = 0; i < n; ++i) bytes.push_back(static_cast<char>(i * 37 + 1));
+        for (std::size_t i = 0; i < n; ++i)
+            bytes.push_back(static_cast<char>(i * 37 + 1));
         auto decoded = base64_decode(base64_encode(bytes));
         ASSERT_TRUE(decoded.has_value()) << n;
         EXPECT_EQ(decoded->reveal(), bytes) << n;
