@@ -13,6 +13,7 @@
 // read takes on one thread (that figure times N).
 
 #include <benchmark/benchmark.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -47,12 +48,17 @@ static_assert(kTokens[0].size() == 40 && kTokens[1].size() == 40);
 keyturn_engine *g_engine = nullptr;
 keyturn_credential *g_handle = nullptr;
 std::atomic<unsigned long> g_hook_calls{0};
+// Values published since the start: by the hook for keyturn, by the writer for the
+// mutex. A benchmark reports how many appeared while it ran.
+std::atomic<unsigned long> g_new_values{0};
 
 // The refresh hook: answers at once, on the engine's worker thread.
 int issue(const char *, size_t, keyturn_completion completion, void *) {
     const unsigned long n = g_hook_calls.fetch_add(1, std::memory_order_relaxed);
     const std::string_view value = kTokens[n % 2];
-    return keyturn_complete_value(completion, value.data(), value.size(), kLifetimeSeconds);
+    const int rc = keyturn_complete_value(completion, value.data(), value.size(), kLifetimeSeconds);
+    if (rc == KEYTURN_OK) g_new_values.fetch_add(1, std::memory_order_relaxed);
+    return rc;
 }
 
 bool fail(const char *what, int rc) {
@@ -104,7 +110,7 @@ void stop_keyturn() {
 
 // A token as most code keeps one.
 class MutexToken {
-public:
+  public:
     std::string get() const {
         std::lock_guard l(mutex_);
         return token_;
@@ -114,7 +120,7 @@ public:
         token_.swap(token);
     }
 
-private:
+  private:
     mutable std::mutex mutex_;
     std::string token_{kTokens[0]};
 };
@@ -126,30 +132,25 @@ MutexToken g_mutex_token;
 // Replaces the value about every millisecond while a benchmark runs; started and
 // stopped by Setup/Teardown, once per run whatever the number of reader threads.
 class Writer {
-public:
+  public:
     template <class Step>
     void start(Step step) {
         stop_.store(false);
-        writes_ = 0;
         thread_ = std::thread([this, step] {
-            unsigned long n = 0;
-            while (!stop_.load(std::memory_order_relaxed)) {
+            for (unsigned long n = 1; !stop_.load(std::memory_order_relaxed); ++n) {
                 std::this_thread::sleep_for(std::chrono::milliseconds(1));
-                step(++n);
+                step(n);
             }
-            writes_ = n;
         });
     }
-    unsigned long stop() {
+    void stop() {
         stop_.store(true);
         thread_.join();
-        return writes_;
     }
 
-private:
+  private:
     std::thread thread_;
     std::atomic<bool> stop_{false};
-    unsigned long writes_ = 0;
 };
 
 Writer g_writer;
@@ -162,19 +163,35 @@ void start_keyturn_refresher(const benchmark::State &) {
 }
 
 void start_mutex_writer(const benchmark::State &) {
-    g_writer.start([](unsigned long n) { g_mutex_token.set(std::string(kTokens[n % 2])); });
+    g_writer.start([](unsigned long n) {
+        g_mutex_token.set(std::string(kTokens[n % 2]));
+        g_new_values.fetch_add(1, std::memory_order_relaxed);
+    });
 }
 
-void stop_writer(const benchmark::State &) { g_writer.stop(); }
+void stop_writer(const benchmark::State &) {
+    g_writer.stop();
+}
 
 // --- the benchmarks --------------------------------------------------------------
 
-void report(benchmark::State &state, unsigned long failures) {
+// Called by every thread before its loop; thread 0 notes the values published so far.
+unsigned long values_before(const benchmark::State &state) {
+    return state.thread_index() == 0 ? g_new_values.load() : 0;
+}
+
+// Reads per second, and (thread 0) new values per second while the benchmark ran: 0
+// without a writer, about 1000 with one.
+void report(benchmark::State &state, unsigned long failures, unsigned long before) {
     if (failures != 0) {
         state.SkipWithError("a read failed");
         return;
     }
     state.SetItemsProcessed(state.iterations());
+    if (state.thread_index() == 0) {
+        state.counters["new_values"] = benchmark::Counter(
+            static_cast<double>(g_new_values.load() - before), benchmark::Counter::kIsRate);
+    }
 }
 
 // (a) The hot path: a handle, a 256-byte buffer, a 40-byte value.
@@ -183,6 +200,7 @@ void BM_HandleRead(benchmark::State &state) {
     std::size_t len = 0;
     unsigned flags = 0;
     unsigned long failures = 0;
+    const unsigned long before = values_before(state);
     for (auto _ : state) {
         int rc = keyturn_credential_read(g_handle, buf, sizeof buf, &len, &flags);
         benchmark::DoNotOptimize(rc);
@@ -190,7 +208,7 @@ void BM_HandleRead(benchmark::State &state) {
         benchmark::ClobberMemory();
         if (rc != KEYTURN_OK) ++failures;
     }
-    report(state, failures);
+    report(state, failures, before);
 }
 
 // (b) By id: a lookup under the engine's lock on every read.
@@ -199,6 +217,7 @@ void BM_ReadById(benchmark::State &state) {
     std::size_t len = 0;
     unsigned flags = 0;
     unsigned long failures = 0;
+    const unsigned long before = values_before(state);
     for (auto _ : state) {
         int rc = keyturn_read(g_engine, kCredentialId, buf, sizeof buf, &len, &flags);
         benchmark::DoNotOptimize(rc);
@@ -206,20 +225,21 @@ void BM_ReadById(benchmark::State &state) {
         benchmark::ClobberMemory();
         if (rc != KEYTURN_OK) ++failures;
     }
-    report(state, failures);
+    report(state, failures, before);
 }
 
 // (c) The baseline: lock, copy the 40-byte string (which allocates), unlock; the
 // copy is freed at the end of each iteration, as a caller's would be.
 void BM_MutexString(benchmark::State &state) {
     unsigned long failures = 0;
+    const unsigned long before = values_before(state);
     for (auto _ : state) {
         std::string token = g_mutex_token.get();
         benchmark::DoNotOptimize(token.data());
         benchmark::ClobberMemory();
         if (token.size() != 40) ++failures;
     }
-    report(state, failures);
+    report(state, failures, before);
 }
 
 void read_args(benchmark::internal::Benchmark *b) {
@@ -248,12 +268,17 @@ struct Figure {
     double ns_per_read = 0;  // wall time of the run / reads of all threads
     double reads_per_second = 0;
     long threads = 1;
+    // CPU time of the reader threads / (wall time x threads): near 1 when every reader
+    // ran all along; lower when they waited (on a lock) or another process had the CPU.
+    double cpu_share = 0;
 };
 
 // Prints what the console reporter prints, and keeps each run's figure for the
 // summary (the median when repetitions are asked for).
 class SummaryReporter : public benchmark::ConsoleReporter {
-public:
+  public:
+    explicit SummaryReporter(OutputOptions options) : ConsoleReporter(options) {}
+
     void ReportRuns(const std::vector<Run> &runs) override {
         ConsoleReporter::ReportRuns(runs);
         for (const Run &run : runs) {
@@ -266,6 +291,8 @@ public:
             f.threads = run.threads;
             f.ns_per_read = run.GetAdjustedRealTime();
             f.reads_per_second = f.ns_per_read > 0 ? 1e9 / f.ns_per_read : 0;
+            f.cpu_share =
+                f.ns_per_read > 0 ? run.GetAdjustedCPUTime() / (f.ns_per_read * f.threads) : 0;
             figures_[key] = f;
             if (aggregate) medians_[key] = true;
         }
@@ -277,13 +304,15 @@ public:
     }
 
     void print_summary() const {
-        std::printf("\nSummary (ns per read = wall time / reads of all threads; "
-                    "per thread = that x threads)\n");
-        std::printf("%-48s %7s %12s %14s %16s\n", "benchmark", "threads", "ns/read",
-                    "reads/s", "ns/read/thread");
+        std::printf(
+            "\nSummary: ns/read = wall time / reads of all threads; ns/read/thread = that x "
+            "threads;\ncpu share = CPU time of the readers / (wall time x threads), low when "
+            "they waited or lost their core\n");
+        std::printf("%-48s %7s %10s %12s %15s %9s\n", "benchmark", "threads", "ns/read", "reads/s",
+                    "ns/read/thread", "cpu share");
         for (const auto &[key, f] : figures_) {
-            std::printf("%-48s %7ld %12.2f %14.0f %16.2f\n", key.first.c_str(), key.second,
-                        f.ns_per_read, f.reads_per_second, f.ns_per_read * f.threads);
+            std::printf("%-48s %7ld %10.2f %12.0f %15.2f %9.2f\n", key.first.c_str(), key.second,
+                        f.ns_per_read, f.reads_per_second, f.ns_per_read * f.threads, f.cpu_share);
         }
 
         std::printf("\n%-58s %14s %22s %s\n", "target", "value", "target", "result");
@@ -294,13 +323,15 @@ public:
         compare("read_with_refresh_1ms", "writer every 1 ms");
     }
 
-private:
+  private:
     static void line(const std::string &what, double value, const char *unit,
                      const std::string &target, bool pass) {
-        char text[64];
-        std::snprintf(text, sizeof text, "%.2f %s", value, unit);
+        char text[64] = "not run";
+        if (!std::isnan(value)) std::snprintf(text, sizeof text, "%.2f %s", value, unit);
         std::printf("%-58s %14s %22s %s\n", what.c_str(), text, target.c_str(),
-                    std::isnan(value) ? "n/a" : pass ? "PASS" : "MISS");
+                    std::isnan(value) ? "n/a"
+                    : pass            ? "PASS"
+                                      : "MISS");
     }
 
     // keyturn_credential_read against the mutex baseline, both on two threads.
@@ -310,8 +341,8 @@ private:
         if (k == nullptr || m == nullptr) return;
         char target[64];
         std::snprintf(target, sizeof target, "< mutex %.2f ns", m->ns_per_read);
-        line("keyturn_credential_read vs mutex, 2 threads, " + label, k->ns_per_read, "ns",
-             target, k->ns_per_read < m->ns_per_read);
+        line("keyturn_credential_read vs mutex, 2 threads, " + label, k->ns_per_read, "ns", target,
+             k->ns_per_read < m->ns_per_read);
     }
 
     std::map<std::pair<std::string, long>, Figure> figures_;
@@ -324,22 +355,27 @@ int main(int argc, char **argv) {
     // A format other than the console's gets the library's own reporter and no
     // summary.
     bool console = true;
+    bool color = ::isatty(STDOUT_FILENO) != 0;
     for (int i = 1; i < argc; ++i) {
         std::string_view arg = argv[i];
         if (arg.rfind("--benchmark_format=", 0) == 0 && arg != "--benchmark_format=console") {
             console = false;
         }
+        if (arg == "--benchmark_color=false" || arg == "--benchmark_color=no") color = false;
     }
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
 
     if (!start_keyturn()) return 1;
-    std::printf("keyturn %s, value %zu bytes, buffer %zu bytes, lifetime %.0f s\n",
-                keyturn_version_string(), kTokens[0].size(), kBufferSize, kLifetimeSeconds);
-    std::fflush(stdout);
+    // Notes go to stderr when stdout carries JSON or CSV.
+    FILE *notes = console ? stdout : stderr;
+    std::fprintf(notes, "keyturn %s, value %zu bytes, buffer %zu bytes, lifetime %.0f s\n",
+                 keyturn_version_string(), kTokens[0].size(), kBufferSize, kLifetimeSeconds);
+    std::fflush(notes);
 
     if (console) {
-        SummaryReporter reporter;
+        SummaryReporter reporter(color ? benchmark::ConsoleReporter::OO_ColorTabular
+                                       : benchmark::ConsoleReporter::OO_Tabular);
         benchmark::RunSpecifiedBenchmarks(&reporter);
         reporter.print_summary();
     } else {
@@ -350,7 +386,7 @@ int main(int argc, char **argv) {
     const int writer_errors = g_writer_errors.load();
     const unsigned long hook_calls = g_hook_calls.load();
     stop_keyturn();
-    std::printf("hook calls (refreshes) during the run: %lu\n", hook_calls);
+    std::fprintf(notes, "hook calls (refreshes) during the run: %lu\n", hook_calls);
     if (writer_errors != 0) {
         std::fprintf(stderr, "read_bench: %d background refreshes failed\n", writer_errors);
         return 1;

@@ -71,7 +71,9 @@ long long status_bytes(const char *field) {
     return kib < 0 ? -1 : kib * 1024;
 }
 
-long long rss_bytes() { return status_bytes("VmRSS"); }
+long long rss_bytes() {
+    return status_bytes("VmRSS");
+}
 
 // Resets VmHWM to the current RSS; false where the kernel does not allow it.
 bool reset_peak() {
@@ -92,14 +94,14 @@ struct Result {
     double config_build_s = -1;  // config mode: building the JSON text, not timed below
     double config_mib = -1;
     double register_s = 0;
-    long long rss_register = 0;     // growth across registration
-    long long peak_register = -1;   // peak growth during registration, -1 when unknown
-    double start_s = 0;             // keyturn_engine_start()
-    double refresh_s = 0;           // from before keyturn_engine_start() to the last answer
+    long long rss_register = 0;    // growth across registration
+    long long peak_register = -1;  // peak growth during registration, -1 when unknown
+    double start_s = 0;            // keyturn_engine_start()
+    double refresh_s = 0;          // from before keyturn_engine_start() to the last answer
     long long completed = 0;
     long long hook_errors = 0;
     bool timed_out = false;
-    long long rss_refreshed = 0;    // growth from before registration to all values held
+    long long rss_refreshed = 0;  // growth from before registration to all values held
     double free_s = 0;
 };
 
@@ -113,15 +115,15 @@ struct HookState {
 
 int noop_hook(const char *, size_t, keyturn_completion completion, void *user_data) {
     auto *state = static_cast<HookState *>(user_data);
-    const int rc = keyturn_complete_value(completion, kValue.data(), kValue.size(),
-                                          kLifetimeSeconds);
+    const int rc =
+        keyturn_complete_value(completion, kValue.data(), kValue.size(), kLifetimeSeconds);
     if (rc != KEYTURN_OK) {
         state->errors.fetch_add(1, std::memory_order_relaxed);
         return rc;
     }
     if (state->completed.fetch_add(1, std::memory_order_relaxed) + 1 == state->target) {
-        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() -
-                                                                             state->epoch);
+        const auto ns =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - state->epoch);
         state->last_answer_ns.store(ns.count(), std::memory_order_relaxed);
     }
     return KEYTURN_OK;
@@ -317,7 +319,9 @@ std::string format(const char *fmt, ...) {
     return buf;
 }
 
-double mib(long long bytes) { return static_cast<double>(bytes) / (1 << 20); }
+double mib(long long bytes) {
+    return static_cast<double>(bytes) / (1 << 20);
+}
 
 void add_lines(std::vector<Line> &lines, const std::string &mode, const Result &r) {
     const std::string p = "[" + mode + "] ";
@@ -327,10 +331,11 @@ void add_lines(std::vector<Line> &lines, const std::string &mode, const Result &
     auto mem_target = format("<= %.0f MiB", target_mib);
 
     if (r.config_build_s >= 0) {
-        lines.push_back({p + "configuration text (built in " + format("%.2f s", r.config_build_s) +
-                             ", not timed)",
-                         format("%.1f MiB", r.config_mib), "", "", mode + ".config_mib",
-                         r.config_mib});
+        lines.push_back({p + "configuration text size", format("%.1f MiB", r.config_mib), "", "",
+                         mode + ".config_mib", r.config_mib});
+        lines.push_back({p + "building that text (not in registration)",
+                         format("%.3f s", r.config_build_s), "", "", mode + ".config_build_s",
+                         r.config_build_s});
     }
     lines.push_back({p + "registration wall time", format("%.3f s", r.register_s),
                      format("<= %.0f s", kTargetRegisterSeconds),
@@ -360,9 +365,10 @@ void add_lines(std::vector<Line> &lines, const std::string &mode, const Result &
     lines.push_back({p + "refreshes per second", format("%.0f /s", rate),
                      format(">= %.0f /s", kTargetRefreshesPerSecond),
                      verdict(rate >= kTargetRefreshesPerSecond), mode + ".refreshes_per_s", rate});
-    lines.push_back({p + "RSS growth with every value held", format("%.1f MiB", mib(r.rss_refreshed)),
-                     mem_target, verdict(mib(r.rss_refreshed) <= target_mib),
-                     mode + ".rss_refreshed_mib", mib(r.rss_refreshed)});
+    lines.push_back({p + "RSS growth with every value held",
+                     format("%.1f MiB", mib(r.rss_refreshed)), mem_target,
+                     verdict(mib(r.rss_refreshed) <= target_mib), mode + ".rss_refreshed_mib",
+                     mib(r.rss_refreshed)});
     lines.push_back({p + "  per credential", format("%.0f B", r.rss_refreshed / n), "", "",
                      mode + ".rss_refreshed_bytes_per_credential", r.rss_refreshed / n});
     lines.push_back({p + "keyturn_engine_free", format("%.3f s", r.free_s), "", "",
@@ -470,7 +476,8 @@ int main(int argc, char **argv) {
                     keyturn_version_string(), count, threads > 0 ? threads : 1,
                     std::thread::hardware_concurrency());
         print_table(lines);
-        for (const auto &[m, e] : errors) std::printf("[%s] ERROR: %s\n", m.c_str(), e.c_str());
+        for (const auto &[m, e] : errors)
+            std::printf("[%s] ERROR: %s\n", m.c_str(), e.c_str());
     }
     return errors.empty() ? 0 : 1;
 }
