@@ -19,6 +19,7 @@
 
 #include "core/deadline_queue.hpp"
 #include "core/hazard.hpp"
+#include "core/id_index.hpp"
 #include "core/refresh_policy.hpp"
 #include "core/store.hpp"
 
@@ -33,8 +34,10 @@ namespace json = boost::json;
 enum class Phase { idle, in_flight, gave_up };
 
 struct Credential::State {
-    CredentialSpec spec;
-    std::unique_ptr<Store> store;
+    // Shared by every credential configured alike (its id is empty; the credential
+    // holds the id), so a million identical credentials hold one spec.
+    std::shared_ptr<const CredentialSpec> spec;
+    std::shared_ptr<Store> store;
     std::shared_ptr<Provider> provider;
     // Keeps *current_ alive for the engine's own use outside its mutex; readers rely
     // on hazard pointers instead.
@@ -151,11 +154,13 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         if (auto why = check_identifier(spec.id))
             throw Error(Status::invalid_argument, "id " + *why);
 
-        std::unique_ptr<Store> store;
+        std::shared_ptr<Store> store;
         if (spec.store.kind == StoreSpec::Kind::file) {
-            store = std::make_unique<FileStore>(spec.store.path);
+            store = std::make_shared<FileStore>(spec.store.path);
         } else {
-            store = std::make_unique<MemoryStore>();
+            // A memory store keeps nothing of its own: one serves every credential.
+            static const auto memory = std::make_shared<MemoryStore>();
+            store = memory;
         }
         // Reading the file happens outside the mutex; a failure leaves the file as is.
         std::optional<Snapshot> stored;
@@ -165,18 +170,21 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
             throw Error(e.status(), "credential \"" + spec.id + "\": " + e.what());
         }
 
-        auto credential = std::make_shared<Credential>(spec.id, spec.serve_stale, clock_);
+        auto credential =
+            std::make_shared<Credential>(std::move(spec.id), spec.serve_stale, clock_);
         credential->state_ = std::make_unique<Credential::State>();
         Credential::State &st = *credential->state_;
         st.store = std::move(store);
+        spec.id.clear();
 
         {
             std::lock_guard lock(mutex_);
-            if (by_id_.count(spec.id) != 0) {
-                throw Error(Status::exists, "credential \"" + spec.id + "\" already exists");
+            if (by_id_.find(credential->id())) {
+                throw Error(Status::exists,
+                            "credential \"" + credential->id() + "\" already exists");
             }
-            if (started_) st.provider = resolve_provider(spec);
-            st.spec = std::move(spec);
+            if (started_) st.provider = resolve_provider(credential->id(), spec);
+            st.spec = intern(std::move(spec));
             if (stored) {
                 auto snapshot = std::make_shared<const Snapshot>(std::move(*stored));
                 credential->current_.store(snapshot.get(), std::memory_order_release);
@@ -190,7 +198,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
                 free_slots_.pop_back();
                 slots_[st.slot] = credential;
             }
-            by_id_.emplace(credential->id(), credential);
+            by_id_.insert(credential->id(), st.slot);
             if (started_) {
                 schedule_first(*credential, clock_->now());
                 rearm();
@@ -205,9 +213,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         std::vector<Event> events;
         {
             std::lock_guard lock(mutex_);
-            auto it = by_id_.find(id);
-            if (it == by_id_.end()) throw not_found(id);
-            std::shared_ptr<Credential> c = it->second;
+            std::shared_ptr<Credential> c = lookup(id);
             Credential::State &st = *c->state_;
 
             c->removed_.store(true, std::memory_order_release);
@@ -218,9 +224,9 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
             queue_.cancel(st.slot);
             c->current_.store(nullptr, std::memory_order_release);
             hazard::retire(std::move(st.owner));
+            by_id_.erase(c->id());  // before the slot empties: erasing reads ids
             slots_[st.slot] = nullptr;
             free_slots_.push_back(st.slot);
-            by_id_.erase(it);
             events.push_back(make_event(EventType::removed, *c, clock_->now()));
             rearm();
         }
@@ -229,26 +235,23 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
 
     void refresh_now(std::string_view id) {
         std::lock_guard lock(mutex_);
-        auto it = by_id_.find(id);
-        if (it == by_id_.end()) throw not_found(id);
+        std::shared_ptr<Credential> c = lookup(id);
         if (!started_ || stopping_) {
             throw Error(Status::state, "credential \"" + std::string(id) +
                                            "\": cannot refresh: the engine is not running");
         }
-        Credential::State &st = *it->second->state_;
+        Credential::State &st = *c->state_;
         if (st.phase == Phase::in_flight) return;
         st.phase = Phase::idle;
         st.next_refresh = clock_->now();
         st.next_reason = "manual";
-        reschedule(*it->second);
+        reschedule(*c);
         rearm();
     }
 
     std::shared_ptr<const Credential> find(std::string_view id) const {
         std::lock_guard lock(mutex_);
-        auto it = by_id_.find(id);
-        if (it == by_id_.end()) throw not_found(id);
-        return it->second;
+        return lookup(id);
     }
 
     std::size_t size() const {
@@ -268,7 +271,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
             std::vector<std::shared_ptr<Provider>> resolved;
             resolved.reserve(slots_.size());
             for (auto &c : slots_) {
-                resolved.push_back(c ? resolve_provider(c->state_->spec) : nullptr);
+                resolved.push_back(c ? resolve_provider(c->id(), *c->state_->spec) : nullptr);
             }
             for (std::size_t i = 0; i < slots_.size(); ++i) {
                 if (slots_[i]) slots_[i]->state_->provider = std::move(resolved[i]);
@@ -384,16 +387,15 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
 
     std::string status_json(std::string_view id) const {
         std::lock_guard lock(mutex_);
-        auto it = by_id_.find(id);
-        if (it == by_id_.end()) throw not_found(id);
-        return json::serialize(status_of(*it->second));
+        return json::serialize(status_of(*lookup(id)));
     }
 
     std::string status_json() const {
         std::lock_guard lock(mutex_);
         std::map<std::string_view, const Credential *> ordered;
-        for (const auto &[id, c] : by_id_)
-            ordered.emplace(id, c.get());
+        for (const auto &c : slots_) {
+            if (c) ordered.emplace(c->id(), c.get());
+        }
         json::array all;
         for (const auto &[id, c] : ordered)
             all.push_back(status_of(*c));
@@ -459,13 +461,39 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         return Error(Status::not_found, "no credential \"" + std::string(id) + "\"");
     }
 
-    std::shared_ptr<Provider> resolve_provider(const CredentialSpec &spec) const {
+    std::shared_ptr<Provider> resolve_provider(const std::string &id,
+                                               const CredentialSpec &spec) const {
         auto it = providers_.find(spec.provider.name);
         if (it == providers_.end()) {
-            throw Error(Status::not_found, "credential \"" + spec.id + "\": no hook named \"" +
+            throw Error(Status::not_found, "credential \"" + id + "\": no hook named \"" +
                                                spec.provider.name + "\" is registered");
         }
         return it->second;
+    }
+
+    // Called with mutex_ held.
+    std::shared_ptr<Credential> lookup(std::string_view id) const {
+        auto slot = by_id_.find(id);
+        if (!slot) throw not_found(id);
+        return slots_[*slot];
+    }
+
+    // Returns the shared copy of a spec equal to `spec` (whose id is empty), adding
+    // it if there is none. Called with mutex_ held.
+    std::shared_ptr<const CredentialSpec> intern(CredentialSpec spec) {
+        const std::size_t hash = hash_of(spec);
+        auto [first, last] = specs_.equal_range(hash);
+        for (auto it = first; it != last;) {
+            if (auto existing = it->second.lock()) {
+                if (*existing == spec) return existing;
+                ++it;
+            } else {
+                it = specs_.erase(it);  // no credential uses it any more
+            }
+        }
+        auto shared = std::make_shared<const CredentialSpec>(std::move(spec));
+        specs_.emplace(hash, shared);
+        return shared;
     }
 
     double random01() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
@@ -476,7 +504,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         Credential::State &st = *c.state_;
         if (st.phase == Phase::gave_up) return;
         if (st.owner && st.owner->expires_at > now) {
-            st.next_refresh = next_refresh(st.spec.policy, st.owner->issued_at,
+            st.next_refresh = next_refresh(st.spec->policy, st.owner->issued_at,
                                            st.owner->expires_at, now, random01());
             st.next_reason = "scheduled";
         } else {
@@ -563,11 +591,11 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
             // Withdrawing fails only when a completion has just claimed the token; it
             // then finishes the refresh itself.
             if (!completions::withdraw(st.token)) return;
-            const Duration timeout = st.spec.hook_timeout.value_or(settings_.hook_timeout);
+            const Duration timeout = st.spec->hook_timeout.value_or(settings_.hook_timeout);
             char seconds[32];
             std::snprintf(seconds, sizeof seconds, "%.3gs", to_seconds(timeout));
             std::string text =
-                "the hook \"" + st.spec.provider.name + "\" did not answer within " + seconds;
+                "the hook \"" + st.spec->provider.name + "\" did not answer within " + seconds;
             apply_failure(c, now, RefreshFailure{text, FailureAction::retry, std::nullopt}, events);
         }
         if (st.owner && !st.announced_expired && now >= st.owner->expires_at) {
@@ -587,7 +615,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         st.phase = Phase::in_flight;
         ++in_flight_;
         st.token = completions::open(weak_from_this(), st.slot);
-        st.in_flight_deadline = now + st.spec.hook_timeout.value_or(settings_.hook_timeout);
+        st.in_flight_deadline = now + st.spec->hook_timeout.value_or(settings_.hook_timeout);
 
         Launch l;
         l.credential = slots_[st.slot];
@@ -598,7 +626,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         l.use_refresh = !st.discard_refresh;
         l.token = st.token;
         if (st.owner && !st.owner->metadata.empty()) {
-            Metadata merged = st.spec.metadata;
+            Metadata merged = st.spec->metadata;
             for (const auto &[k, v] : st.owner->metadata)
                 merged.insert_or_assign(k, v);
             l.merged_metadata = std::move(merged);
@@ -617,7 +645,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
             (l.use_refresh && l.current && l.current->refresh) ? &*l.current->refresh : nullptr;
         // The spec is not changed after the credential is added.
         request.metadata =
-            l.merged_metadata ? &*l.merged_metadata : &l.credential->state_->spec.metadata;
+            l.merged_metadata ? &*l.merged_metadata : &l.credential->state_->spec->metadata;
         try {
             l.provider->refresh(request, Completion(l.token));
         } catch (const std::exception &e) {
@@ -661,7 +689,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
             st.announced_expiring = false;
             st.announced_expired = false;
             st.last_error = store_error;
-            st.next_refresh = next_refresh(st.spec.policy, published->issued_at,
+            st.next_refresh = next_refresh(st.spec->policy, published->issued_at,
                                            published->expires_at, now, random01());
             st.next_reason = "scheduled";
             reschedule(*c);
@@ -724,7 +752,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         } else {
             if (failure.action == FailureAction::login) st.discard_refresh = true;
             st.next_refresh =
-                retry_at(st.spec.policy, now, expires, st.failures, random01(), not_before);
+                retry_at(st.spec->policy, now, expires, st.failures, random01(), not_before);
             st.next_reason = st.discard_refresh ? "login" : "retry";
             e.retry_at = st.next_refresh;
         }
@@ -732,7 +760,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
 
         if (st.owner && !st.announced_expiring && now < st.owner->expires_at) {
             const Duration lifetime = st.owner->expires_at - st.owner->issued_at;
-            if (now >= st.owner->expires_at - effective_lead(st.spec.policy, lifetime)) {
+            if (now >= st.owner->expires_at - effective_lead(st.spec->policy, lifetime)) {
                 st.announced_expiring = true;
                 Event x = make_event(EventType::expiring, c, now);
                 x.expires_at = st.owner->expires_at;
@@ -767,7 +795,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
             state = "fresh";
         }
         o["state"] = state;
-        o["hook"] = st.spec.provider.name;
+        o["hook"] = st.spec->provider.name;
         o["store"] = st.store->describe();
         if (st.owner) {
             o["version"] = st.owner->version;
@@ -902,7 +930,8 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
     std::unordered_map<std::string, std::shared_ptr<Provider>> providers_;
     std::vector<std::shared_ptr<Credential>> slots_;
     std::vector<DeadlineQueue::Slot> free_slots_;
-    std::unordered_map<std::string_view, std::shared_ptr<Credential>> by_id_;
+    IdIndex by_id_{[this](IdIndex::Slot s) { return std::string_view(slots_[s]->id()); }};
+    std::unordered_multimap<std::size_t, std::weak_ptr<const CredentialSpec>> specs_;
     DeadlineQueue queue_;
 
     // Delivery of events and log lines.

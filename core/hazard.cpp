@@ -40,6 +40,8 @@ Slot *acquire_slot() {
     return s;
 }
 
+}  // namespace
+
 struct ThreadSlot {
     Slot *slot = acquire_slot();
     int depth = 0;
@@ -50,10 +52,12 @@ struct ThreadSlot {
     }
 };
 
-ThreadSlot &this_thread_slot() {
+static ThreadSlot &this_thread_slot() {
     thread_local ThreadSlot owner;
     return owner;
 }
+
+namespace {
 
 struct Retired {
     const void *address;
@@ -94,8 +98,8 @@ std::vector<Retired> take_unprotected(std::vector<Retired> &items) {
 
 }  // namespace
 
-Guard::Guard() noexcept {
-    ThreadSlot &t = this_thread_slot();
+Guard::Guard() noexcept : owner_(&this_thread_slot()) {
+    ThreadSlot &t = *owner_;
     if (t.depth >= kDepth) {
         // Nesting this deep means a callback loop; it is a bug, not a load to serve.
         std::fprintf(stderr, "keyturn: hazard guards nested more than %d deep\n", kDepth);
@@ -106,7 +110,7 @@ Guard::Guard() noexcept {
 
 Guard::~Guard() {
     cell_->store(nullptr, std::memory_order_release);
-    --this_thread_slot().depth;
+    --owner_->depth;
 }
 
 void Guard::announce(const void *p) noexcept {

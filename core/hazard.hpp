@@ -13,6 +13,7 @@
 namespace keyturn::hazard {
 
 struct Slot;
+struct ThreadSlot;
 
 // Protects one pointer for the lifetime of the guard, on the calling thread.
 class Guard {
@@ -36,6 +37,8 @@ class Guard {
 
   private:
     void announce(const void *p) noexcept;
+    // Found once per guard: thread-local storage in a shared library costs a call.
+    ThreadSlot *owner_;
     std::atomic<const void *> *cell_;
 };
 

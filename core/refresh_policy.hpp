@@ -15,6 +15,7 @@ struct BackoffPolicy {
     Duration max = std::chrono::minutes(5);
     // Each delay is stretched by up to this fraction, never shortened.
     double jitter = 0.2;
+    bool operator==(const BackoffPolicy &) const = default;
 };
 
 struct RefreshPolicy {
@@ -28,6 +29,7 @@ struct RefreshPolicy {
     // fleet started at once spreads out. Clamped inside [issued, expiry - lead].
     double jitter = 0.1;
     BackoffPolicy backoff;
+    bool operator==(const RefreshPolicy &) const = default;
 };
 
 // The lead time that applies to a value living `lifetime`.

@@ -1,6 +1,6 @@
 #include "core/spec.hpp"
 
-#include <set>
+#include <unordered_set>
 
 #include "core/json_support.hpp"
 #include "core/status.hpp"
@@ -21,6 +21,21 @@ std::optional<std::string> check_identifier(std::string_view id) {
         if (!ok) return "may contain only letters, digits and . _ - : @ /";
     }
     return std::nullopt;
+}
+
+std::size_t hash_of(const CredentialSpec &spec) noexcept {
+    std::size_t h = std::hash<std::string>{}(spec.provider.name);
+    auto mix = [&h](std::size_t v) { h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2); };
+    mix(std::hash<std::string>{}(spec.id));
+    mix(std::hash<std::string>{}(spec.store.path.native()));
+    mix(std::hash<double>{}(spec.policy.refresh_at));
+    mix(std::hash<double>{}(spec.policy.jitter));
+    mix(spec.policy.lead ? static_cast<std::size_t>(spec.policy.lead->count()) : 1);
+    mix(static_cast<std::size_t>(spec.policy.backoff.initial.count()));
+    mix(spec.hook_timeout ? static_cast<std::size_t>(spec.hook_timeout->count()) : 1);
+    mix(spec.serve_stale ? 2 : 3);
+    mix(spec.metadata.size());
+    return h;
 }
 
 namespace {
@@ -113,7 +128,8 @@ void read_metadata(const json::value &value, const std::string &path, JsonErrors
     }
 }
 
-json::value parse_plain(std::string_view text, std::size_t limit, std::string_view what) {
+json::value parse_plain(std::string_view text, std::size_t limit, std::string_view what,
+                        json::storage_ptr storage = {}) {
     if (text.size() > limit) {
         throw Error(Status::config, std::string(what) + " is " + std::to_string(text.size()) +
                                         " bytes; at most " + std::to_string(limit) +
@@ -122,7 +138,7 @@ json::value parse_plain(std::string_view text, std::size_t limit, std::string_vi
     boost::system::error_code ec;
     json::parse_options options;
     options.max_depth = 64;
-    json::value value = json::parse(text, ec, {}, options);
+    json::value value = json::parse(text, ec, std::move(storage), options);
     if (ec) {
         throw Error(Status::config, std::string(what) + ": not valid JSON (" + ec.message() + ")");
     }
@@ -169,7 +185,10 @@ std::optional<CredentialSpec> read_credential_spec(const json::value &value,
 }
 
 CredentialSpec parse_credential_spec(std::string_view json_text) {
-    json::value value = parse_plain(json_text, kMaxSpecSize, "credential spec");
+    // A spec is small: parse it into a buffer on the stack, not the heap.
+    unsigned char buffer[4096];
+    json::monotonic_resource arena(buffer, sizeof buffer);
+    json::value value = parse_plain(json_text, kMaxSpecSize, "credential spec", &arena);
     JsonErrors errors;
     auto spec = read_credential_spec(value, "", errors);
     if (!spec) throw Error(Status::config, "credential spec: " + errors.text());
@@ -199,13 +218,16 @@ EngineConfig parse_engine_config(std::string_view json_text) {
         if (array == nullptr) {
             errors.add("credentials", "expected an array of credential specs");
         } else {
-            std::set<std::string, std::less<>> seen;
+            // Views into the parsed document, which outlives the loop.
+            std::unordered_set<std::string_view> seen;
+            seen.reserve(array->size());
             config.credentials.reserve(array->size());
             for (std::size_t i = 0; i < array->size(); ++i) {
                 std::string path = index_path("credentials", i);
                 auto spec = read_credential_spec((*array)[i], path, errors);
                 if (!spec) continue;
-                if (!seen.insert(spec->id).second) {
+                std::string_view id = (*array)[i].as_object().at("id").as_string();
+                if (!seen.insert(id).second) {
                     errors.add(child_path(path, "id"), "duplicate id \"" + spec->id + "\"");
                     continue;
                 }

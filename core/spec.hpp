@@ -19,12 +19,14 @@ struct ProviderSpec {
     // "hook": a callback registered through the C ABI under `name`.
     std::string type = "hook";
     std::string name;
+    bool operator==(const ProviderSpec &) const = default;
 };
 
 struct StoreSpec {
     enum class Kind { memory, file };
     Kind kind = Kind::memory;
     std::filesystem::path path;
+    bool operator==(const StoreSpec &) const = default;
 };
 
 struct CredentialSpec {
@@ -35,7 +37,11 @@ struct CredentialSpec {
     std::optional<Duration> hook_timeout;
     bool serve_stale = false;
     Metadata metadata;
+    bool operator==(const CredentialSpec &) const = default;
 };
+
+// A hash over the fields that usually differ between specs.
+std::size_t hash_of(const CredentialSpec &spec) noexcept;
 
 struct EngineSettings {
     int threads = 1;

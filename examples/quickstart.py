@@ -174,7 +174,8 @@ def main():
             time.sleep(args.seconds)
             reader.stopping.set()
             reader.join()
-        file_mode = stat.S_IMODE(os.stat(store_path).st_mode)
+        file_mode = stat.S_IMODE(os.stat(store_path).st_mode) if os.path.exists(
+            store_path) else None
 
     checks = [
         ("refreshes", counts["refreshed"], counts["refreshed"] >= max(2, args.seconds // 3)),
@@ -183,7 +184,8 @@ def main():
         ("reads that failed", reader.errors, reader.errors == 0),
         ("reads of an expired or unknown token", reader.bad_reads, reader.bad_reads == 0),
         ("refresh tokens reused", issuer.reuse_detected, issuer.reuse_detected == 0),
-        ("store file mode", oct(file_mode), file_mode == 0o600),
+        ("store file mode", oct(file_mode) if file_mode is not None else "no file",
+         file_mode == 0o600),
     ]
     print("\nsummary")
     for name, value, ok in checks:

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import queue
-import re
 import secrets
 import stat
 import sys
@@ -31,6 +30,9 @@ import keyturn  # noqa: E402
 
 SENTINEL = "kt-secret-SENTINEL-"
 TIMEOUT = 10.0  # bound on every wait; tests normally finish far sooner
+# Unix times cross the ABI as doubles (about 0.2 us apart in this century) and become
+# nanoseconds inside keyturn; expiry comparisons allow for that rounding and no more.
+ROUNDING = 1e-6
 
 
 def fingerprint(value):
@@ -67,17 +69,17 @@ class CaptureHandler(logging.Handler):
     def __init__(self):
         super().__init__(logging.DEBUG)
         self.records = []
-        self.lock = threading.Lock()
+        self.records_lock = threading.Lock()
 
     def emit(self, record):
         text = record.getMessage()
         if record.exc_info:
             text += "\n" + logging.Formatter().formatException(record.exc_info)
-        with self.lock:
+        with self.records_lock:
             self.records.append((record.levelno, text))
 
     def texts(self):
-        with self.lock:
+        with self.records_lock:
             return [text for _, text in self.records]
 
 
@@ -105,8 +107,8 @@ class EventLog:
                         return event
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    seen = [(e.type, e.credential) for e in self.events]
-                    raise AssertionError(f"no matching event within {timeout} s; seen {seen}")
+                    seen = [(e.type, e.credential) for e in self.events[-20:]]
+                    raise AssertionError(f"no matching event within {timeout} s; last {seen}")
                 self.cond.wait(left)
 
     def wait_type(self, type_, credential="api", timeout=TIMEOUT):
@@ -415,7 +417,8 @@ class HookTest(BindingTest):
         started = time.monotonic()
         failed = events.wait_type("refresh_failed")
         self.assertGreaterEqual(time.monotonic() - started, 0.2)
-        self.assertRegex(failed.error.lower(), r"time(d)?[ _-]?out")
+        # The message names the timeout, as "timed out" or by its length.
+        self.assertRegex(failed.error.lower(), r"time(d)?[ _-]?out|0\.3 ?s")
         self.expect_error(keyturn.StaleCompletionError, completion.succeed, self.secret(), 60)
         self.expect_error(keyturn.NotReadyError, engine.read, "api")
 
@@ -486,12 +489,14 @@ class HookTest(BindingTest):
         values = [(SENTINEL + "\x00nul\x00").encode() + b"\xff\xfe\x00\x80",
                   SENTINEL + "text\x00with nul",
                   SENTINEL.encode() + os.urandom(200_000)]
+        binary_refresh = SENTINEL.encode() + b"\x00\xc3\x28 refresh"
         requests = []
 
         @engine.hook("issuer")
         def issue(request):
             requests.append(request)
-            return {"value": values[len(requests) - 1], "expires_in": 60}
+            return keyturn.Token(values[len(requests) - 1], expires_in=60,
+                                 refresh=binary_refresh if len(requests) == 1 else None)
 
         engine.add(spec("api"))
         engine.start()
@@ -500,6 +505,7 @@ class HookTest(BindingTest):
         engine.refresh("api")
         events.wait_type("refreshed")
         self.assertEqual(requests[1].value, values[0])  # not UTF-8: bytes
+        self.assertEqual(requests[1].refresh, binary_refresh)
         self.assertEqual(engine.read("api"), values[1].encode())
         self.assertEqual(engine.read_text("api"), values[1])
         engine.refresh("api")
@@ -717,7 +723,7 @@ class ConcurrencyTest(BindingTest):
 
         def reader():
             reads = 0
-            while time.monotonic() < stop_at and reads < 200_000:
+            while time.monotonic() < stop_at and reads < 200_000 and len(problems) < 100:
                 began = time.time()
                 try:
                     value = engine.read_text("api")
@@ -729,8 +735,8 @@ class ConcurrencyTest(BindingTest):
                     expires_at = issued.get(value)
                 if expires_at is None:
                     problems.append("a value the hook never issued")
-                elif began >= expires_at:
-                    problems.append(f"expired {began - expires_at:.3f} s before the read")
+                elif began >= expires_at + ROUNDING:
+                    problems.append(f"read began {began - expires_at:.6f} s after expiry")
             counts.append(reads)
 
         threads = [threading.Thread(target=reader) for _ in range(8)]
@@ -744,6 +750,36 @@ class ConcurrencyTest(BindingTest):
         self.assertGreater(sum(counts), 1000)
         self.assertGreaterEqual(events.count("refreshed"), 3)  # 1 s lifetimes, 2.5 s run
         self.assertEqual(events.count("expired"), 0)
+
+    def test_no_read_that_starts_after_expiry_returns_the_value(self):
+        engine, events = self.make_engine()
+        issued = {}
+
+        @engine.hook("issuer")
+        def issue(request):
+            if request.credential in issued:
+                raise keyturn.RefreshFailed("issuer down", action="give_up")
+            issued[request.credential] = time.time() + 0.25
+            return {"value": self.secret(), "expires_at": issued[request.credential]}
+
+        late = []
+        for round_ in range(8):
+            cred = f"api{round_}"
+            engine.add(spec(cred))
+            if round_ == 0:
+                engine.start()
+            events.wait_type("refreshed", credential=cred)
+            deadline = time.monotonic() + TIMEOUT
+            while time.monotonic() < deadline:
+                began = time.time()
+                try:
+                    engine.read(cred)
+                except keyturn.ExpiredError:
+                    break
+                if began >= issued[cred] + ROUNDING:
+                    late.append(began - issued[cred])
+        self.assertEqual(len(late), 0, f"{len(late)} reads began after expires_at and still "
+                         f"returned the value, up to {max(late or [0]) * 1000:.3f} ms after")
 
 
 class MalformedInputTest(BindingTest):
@@ -837,7 +873,8 @@ class ServeStaleTest(BindingTest):
         self.assertEqual(value.decode(), values["stale"])
         self.assertTrue(stale)
         self.expect_error(keyturn.ExpiredError, engine.read, "strict")
-        self.assertEqual(self.status(engine, "strict")["state"], "expired")
+        # It gave up and then expired; keyturn.h does not say which state wins.
+        self.assertIn(self.status(engine, "strict")["state"], ("expired", "failed"))
 
 
 class StoreTest(BindingTest):

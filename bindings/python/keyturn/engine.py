@@ -37,6 +37,7 @@ from .errors import (
 from .events import Completion, Event, EventQueue, RefreshRequest
 
 _log = logging.getLogger("keyturn")
+_log.addHandler(logging.NullHandler())  # a library leaves output to the application
 
 # ------------------------------------------------------------------------------------
 # Callback registry and trampolines
@@ -113,7 +114,7 @@ def _hook_impl(request, length, completion, user_data):
             if entry is None:
                 return -1
             # One copy, into a bytearray that the worker zeroes once it is parsed.
-            raw = bytearray((ctypes.c_char * length).from_address(request))
+            raw = bytearray((ctypes.c_char * length).from_address(request) if length else b"")
             entry.core.executor.submit(_run_hook, entry, raw, completion)
             return 0
         except BaseException:
@@ -398,7 +399,11 @@ def _close_all():
 
 class Engine:
     """A keyturn engine (see keyturn_engine_new in keyturn.h). `config` is a dict, JSON
-    text or None. As a context manager it starts on entry and closes on exit."""
+    text or None. As a context manager it starts on entry and closes on exit.
+
+    `hook_workers` threads run Python hooks; keyturn's log lines go to `logger`
+    (default logging.getLogger("keyturn")) from its effective level up.
+    """
 
     def __init__(self, config=None, *, hook_workers=4, logger=None):
         data = _encode_json(config, "config")
@@ -459,7 +464,8 @@ class Engine:
             pass
 
     def __repr__(self):
-        state = "closed" if self._core.closed else "open"
+        core = self.__dict__.get("_core")
+        state = "closed" if core is None or core.closed else "open"
         return f"<keyturn.Engine {state}>"
 
     # -- hooks -------------------------------------------------------------------------
@@ -545,7 +551,7 @@ class Engine:
             if core.handles.get(cred_id) is handle:
                 core.handles.pop(cred_id, None)
             if core.closed:
-                raise
+                raise StateError(_lib.E_STATE, "the engine is closed") from None
             handle = core.open_handle(cred_id, _encode_id(cred_id, "credential id"))
             value, flags = _read_handle(handle.ptr)
         return value, bool(flags & _lib.READ_STALE)

@@ -50,8 +50,8 @@ class Event:
 
 @dataclasses.dataclass
 class RefreshRequest:
-    """A hook request. `value` is the current value (str, or bytes when it is not UTF-8)
-    or None; `refresh` the refresh material or None. Neither shows in repr()."""
+    """A hook request. `value` is the current value and `refresh` the refresh material:
+    str, bytes when not UTF-8, or None. Neither shows in repr()."""
 
     credential: str
     reason: str
@@ -60,7 +60,7 @@ class RefreshRequest:
     version: "int | None" = None
     issued_at: "float | None" = None
     expires_at: "float | None" = None
-    refresh: "str | None" = dataclasses.field(default=None, repr=False)
+    refresh: "str | bytes | None" = dataclasses.field(default=None, repr=False)
     metadata: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -70,6 +70,9 @@ class RefreshRequest:
         value = current.get("value")
         if value is None and current.get("value_base64") is not None:
             value = base64.b64decode(current["value_base64"])
+        refresh = data.get("refresh")
+        if refresh is None and data.get("refresh_base64") is not None:
+            refresh = base64.b64decode(data["refresh_base64"])
         return cls(
             credential=data.get("credential"),
             reason=data.get("reason"),
@@ -78,7 +81,7 @@ class RefreshRequest:
             version=current.get("version"),
             issued_at=current.get("issued_at"),
             expires_at=current.get("expires_at"),
-            refresh=data.get("refresh"),
+            refresh=refresh,
             metadata=data.get("metadata") or {},
         )
 
@@ -108,19 +111,17 @@ class Token:
 
 def encode_result(result):
     """The JSON bytes of a hook result: a dict as in keyturn.h or a Token. A bytes value
-    travels as "value_base64"; bytes refresh material must be UTF-8."""
+    or refresh travels as "value_base64" / "refresh_base64"."""
     if isinstance(result, Token):
         result = result.to_result()
     if not isinstance(result, dict):
         raise TypeError(f"hook returned {type(result).__name__}, expected a dict or a Token")
     result = dict(result)
-    value = result.get("value")
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        del result["value"]
-        result["value_base64"] = base64.b64encode(bytes(value)).decode("ascii")
-    refresh = result.get("refresh")
-    if isinstance(refresh, (bytes, bytearray, memoryview)):
-        result["refresh"] = bytes(refresh).decode("utf-8")
+    for key in ("value", "refresh"):
+        field = result.get(key)
+        if isinstance(field, (bytes, bytearray, memoryview)):
+            del result[key]
+            result[key + "_base64"] = base64.b64encode(bytes(field)).decode("ascii")
     return json.dumps(result, allow_nan=False).encode("utf-8")
 
 
