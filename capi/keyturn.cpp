@@ -217,11 +217,14 @@ int keyturn_engine_new(keyturn_engine **out, const char *config, size_t len) {
     return guarded([&] {
         require(out, "out");
         std::string_view text = text_arg(config, len, "config");
-        keyturn::EngineConfig parsed = keyturn::parse_engine_config(text);
-        auto engine = std::make_unique<keyturn_engine>(parsed.engine);
-        engine->engine.reserve(parsed.credentials.size());
-        for (auto &spec : parsed.credentials)
-            engine->engine.add(std::move(spec));
+        std::unique_ptr<keyturn_engine> engine;
+        keyturn::load_engine_config(
+            text,
+            [&](const keyturn::EngineSettings &settings, std::size_t count) {
+                engine = std::make_unique<keyturn_engine>(settings);
+                engine->engine.reserve(count);
+            },
+            [&](keyturn::CredentialSpec &&spec) { engine->engine.add(std::move(spec)); });
         *out = engine.release();
         return Status::ok;
     });

@@ -179,26 +179,28 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
 
         {
             std::lock_guard lock(mutex_);
-            if (by_id_.find(credential->id())) {
+            if (started_) st.provider = resolve_provider(credential->id(), spec);
+            st.spec = intern(std::move(spec));
+            // Everything that can fail happens before the id is inserted; one probe
+            // then both checks for a duplicate and inserts.
+            const auto slot = free_slots_.empty() ? static_cast<DeadlineQueue::Slot>(slots_.size())
+                                                  : free_slots_.back();
+            if (slots_.size() == slots_.capacity()) {
+                slots_.reserve(std::max<std::size_t>(16, slots_.capacity() * 2));
+            }
+            if (stored) st.owner = std::make_shared<const Snapshot>(std::move(*stored));
+            if (by_id_.insert(credential->id(), slot)) {
                 throw Error(Status::exists,
                             "credential \"" + credential->id() + "\" already exists");
             }
-            if (started_) st.provider = resolve_provider(credential->id(), spec);
-            st.spec = intern(std::move(spec));
-            if (stored) {
-                auto snapshot = std::make_shared<const Snapshot>(std::move(*stored));
-                credential->current_.store(snapshot.get(), std::memory_order_release);
-                st.owner = std::move(snapshot);
-            }
-            if (free_slots_.empty()) {
-                st.slot = static_cast<DeadlineQueue::Slot>(slots_.size());
+            credential->current_.store(st.owner.get(), std::memory_order_release);
+            st.slot = slot;
+            if (slot == slots_.size()) {
                 slots_.push_back(credential);
             } else {
-                st.slot = free_slots_.back();
                 free_slots_.pop_back();
-                slots_[st.slot] = credential;
+                slots_[slot] = credential;
             }
-            by_id_.insert(credential->id(), st.slot);
             if (started_) {
                 schedule_first(*credential, clock_->now());
                 rearm();

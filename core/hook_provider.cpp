@@ -122,7 +122,8 @@ RefreshOutcome parse_hook_result(std::string_view json_text) {
     }
     json::value doc = parse_secret_json(json_text, "hook result");
     JsonErrors errors;
-    ObjectReader r(doc, "", errors);
+    const JsonPath root;
+    ObjectReader r(doc, root, errors);
     if (!r.valid()) throw Error(Status::config, "hook result: expected a JSON object");
 
     if (r.has("error")) {
@@ -203,7 +204,8 @@ RefreshOutcome parse_hook_result(std::string_view json_text) {
                     success.metadata.emplace(std::string(item.key()),
                                              std::string(item.value().get_string()));
                 } else {
-                    errors.add(child_path("metadata", item.key()), "expected a string");
+                    errors.add("metadata." + std::string(item.key()).substr(0, 64),
+                               "expected a string");
                 }
             }
         } else {

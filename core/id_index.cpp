@@ -45,16 +45,20 @@ void IdIndex::grow(std::size_t capacity) {
     for (std::uint64_t e : old) {
         if (e == kEmpty) continue;
         std::size_t i = home(hash_part(e));
-        while (entries_[i] != kEmpty) i = (i + 1) & (entries_.size() - 1);
+        while (entries_[i] != kEmpty)
+            i = (i + 1) & (entries_.size() - 1);
         entries_[i] = e;
     }
 }
 
-void IdIndex::insert(std::string_view id, Slot slot) {
+std::optional<IdIndex::Slot> IdIndex::insert(std::string_view id, Slot slot) {
     if ((size_ + 1) * 2 > entries_.size()) grow(std::max<std::size_t>(16, entries_.size() * 2));
     const std::uint32_t hash = hash_of(id);
-    entries_[probe(id, hash)] = pack(hash, slot);
+    std::uint64_t &entry = entries_[probe(id, hash)];
+    if (entry != kEmpty) return slot_of(entry);
+    entry = pack(hash, slot);
     ++size_;
+    return std::nullopt;
 }
 
 void IdIndex::erase(std::string_view id) {

@@ -13,22 +13,22 @@
 namespace keyturn {
 
 class IdIndex {
-public:
+  public:
     using Slot = std::uint32_t;
     using IdOf = std::function<std::string_view(Slot)>;
 
     explicit IdIndex(IdOf id_of) : id_of_(std::move(id_of)) {}
 
     std::optional<Slot> find(std::string_view id) const;
-    // Adds `id` → `slot`; the caller has checked that `id` is absent.
-    void insert(std::string_view id, Slot slot);
+    // Adds `id` → `slot` unless `id` is present; returns the slot already there.
+    std::optional<Slot> insert(std::string_view id, Slot slot);
     // Removes `id`; does nothing if it is absent.
     void erase(std::string_view id);
 
     std::size_t size() const noexcept { return size_; }
     void reserve(std::size_t count);
 
-private:
+  private:
     static constexpr std::uint64_t kEmpty = 0;
 
     static std::uint32_t hash_of(std::string_view id) noexcept;

@@ -83,20 +83,19 @@ std::string JsonErrors::text() const {
     return out;
 }
 
-std::string child_path(const std::string &parent, std::string_view key) {
+std::string JsonPath::str() const {
+    if (parent_ == nullptr) return {};
+    std::string out = parent_->str();
+    if (is_index_) return out + "[" + std::to_string(index_) + "]";
     // A key is shown as given, cut short when it is too long to be useful.
-    std::string shown(key.substr(0, 64));
-    if (key.size() > 64) shown += "...";
-    if (parent.empty()) return shown;
-    return parent + "." + shown;
+    if (!out.empty()) out += ".";
+    out.append(key_.substr(0, 64));
+    if (key_.size() > 64) out += "...";
+    return out;
 }
 
-std::string index_path(const std::string &parent, std::size_t index) {
-    return parent + "[" + std::to_string(index) + "]";
-}
-
-ObjectReader::ObjectReader(const json::value &value, std::string path, JsonErrors &errors)
-    : object_(value.if_object()), path_(std::move(path)), errors_(errors) {
+ObjectReader::ObjectReader(const json::value &value, const JsonPath &path, JsonErrors &errors)
+    : object_(value.if_object()), path_(path), errors_(errors) {
     if (object_ == nullptr) errors_.add(path_, "expected an object");
 }
 
@@ -108,7 +107,7 @@ void ObjectReader::allow_only(std::initializer_list<std::string_view> allowed) {
     if (object_ == nullptr) return;
     for (const auto &item : *object_) {
         if (std::find(allowed.begin(), allowed.end(), item.key()) == allowed.end()) {
-            errors_.add(child_path(path_, item.key()), "unknown key");
+            errors_.add(JsonPath(path_, item.key()), "unknown key");
         }
     }
 }
@@ -120,11 +119,11 @@ const json::value *ObjectReader::raw(std::string_view key) const {
 std::optional<std::string> ObjectReader::string(std::string_view key, bool required) {
     const json::value *v = raw(key);
     if (v == nullptr) {
-        if (required && object_ != nullptr) errors_.add(child_path(path_, key), "is required");
+        if (required && object_ != nullptr) errors_.add(JsonPath(path_, key), "is required");
         return std::nullopt;
     }
     if (!v->is_string()) {
-        errors_.add(child_path(path_, key), "expected a string");
+        errors_.add(JsonPath(path_, key), "expected a string");
         return std::nullopt;
     }
     return std::string(v->get_string());
@@ -135,12 +134,12 @@ std::optional<double> ObjectReader::number(std::string_view key, double min, dou
     const json::value *v = raw(key);
     if (v == nullptr) return std::nullopt;
     if (!v->is_number()) {
-        errors_.add(child_path(path_, key), "expected " + expected);
+        errors_.add(JsonPath(path_, key), "expected " + expected);
         return std::nullopt;
     }
     double d = v->to_number<double>();
     if (!(d >= min && d <= max)) {
-        errors_.add(child_path(path_, key), "expected " + expected);
+        errors_.add(JsonPath(path_, key), "expected " + expected);
         return std::nullopt;
     }
     return d;
@@ -155,7 +154,7 @@ std::optional<std::int64_t> ObjectReader::integer(std::string_view key, std::int
     boost::system::error_code ec;
     std::int64_t n = v->is_number() ? v->to_number<std::int64_t>(ec) : 0;
     if (!v->is_number() || ec || n < min || n > max) {
-        errors_.add(child_path(path_, key), expected);
+        errors_.add(JsonPath(path_, key), expected);
         return std::nullopt;
     }
     return n;
@@ -165,7 +164,7 @@ std::optional<bool> ObjectReader::boolean(std::string_view key) {
     const json::value *v = raw(key);
     if (v == nullptr) return std::nullopt;
     if (!v->is_bool()) {
-        errors_.add(child_path(path_, key), "expected true or false");
+        errors_.add(JsonPath(path_, key), "expected true or false");
         return std::nullopt;
     }
     return v->get_bool();
@@ -188,9 +187,9 @@ std::optional<Duration> ObjectReader::duration(std::string_view key, Duration mi
             if (!s.empty() && s.back() == '.') s.pop_back();
             return s + " s";
         };
-        errors_.add(child_path(path_, key), "expected a duration from " + describe(min) + " to " +
-                                                describe(max) +
-                                                " (seconds, or text such as \"30s\", \"5m\")");
+        errors_.add(JsonPath(path_, key), "expected a duration from " + describe(min) + " to " +
+                                              describe(max) +
+                                              " (seconds, or text such as \"30s\", \"5m\")");
         return std::nullopt;
     }
     return d;

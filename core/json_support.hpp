@@ -27,9 +27,29 @@ boost::json::value parse_secret_json(std::string_view text, std::string_view wha
 // ScrubbedString goes out of scope.
 void serialize_into(ScrubbedString &out, const boost::json::value &value);
 
+// A place in a JSON document, such as credentials[2].policy.jitter. Built as a
+// chain of small values on the stack and turned into text only when a mistake is
+// reported, so that reading a valid document allocates nothing for paths. A path
+// refers to its parent: it must not outlive it.
+class JsonPath {
+  public:
+    JsonPath() = default;  // the root of the document
+    JsonPath(const JsonPath &parent, std::string_view key) : parent_(&parent), key_(key) {}
+    JsonPath(const JsonPath &parent, std::size_t index)
+        : parent_(&parent), index_(index), is_index_(true) {}
+    std::string str() const;
+
+  private:
+    const JsonPath *parent_ = nullptr;
+    std::string_view key_;
+    std::size_t index_ = 0;
+    bool is_index_ = false;
+};
+
 // Collects every mistake in a document as "path: what was expected".
 class JsonErrors {
   public:
+    void add(const JsonPath &path, const std::string &message) { add(path.str(), message); }
     void add(const std::string &path, const std::string &message);
     bool empty() const noexcept { return messages_.empty(); }
     // All mistakes, one per line.
@@ -40,17 +60,14 @@ class JsonErrors {
     std::vector<std::string> messages_;
 };
 
-std::string child_path(const std::string &parent, std::string_view key);
-std::string index_path(const std::string &parent, std::size_t index);
-
 // Field readers. Each returns nothing when the key is absent or wrong; when wrong it
 // also records an error at the field's path.
 class ObjectReader {
   public:
-    ObjectReader(const boost::json::value &value, std::string path, JsonErrors &errors);
+    ObjectReader(const boost::json::value &value, const JsonPath &path, JsonErrors &errors);
 
     bool valid() const noexcept { return object_ != nullptr; }
-    const std::string &path() const noexcept { return path_; }
+    const JsonPath &path() const noexcept { return path_; }
     bool has(std::string_view key) const;
 
     // Records "unknown key" for every key not in `allowed`.
@@ -68,7 +85,7 @@ class ObjectReader {
 
   private:
     const boost::json::object *object_;
-    std::string path_;
+    const JsonPath &path_;
     JsonErrors &errors_;
 };
 

@@ -42,7 +42,7 @@ namespace {
 
 constexpr Duration kMaxDuration = std::chrono::hours(24 * 365);
 
-void read_backoff(const json::value &value, const std::string &path, JsonErrors &errors,
+void read_backoff(const json::value &value, const JsonPath &path, JsonErrors &errors,
                   BackoffPolicy &out) {
     ObjectReader r(value, path, errors);
     r.allow_only({"initial", "multiplier", "max", "jitter"});
@@ -53,11 +53,11 @@ void read_backoff(const json::value &value, const std::string &path, JsonErrors 
     if (auto d = r.duration("max", std::chrono::milliseconds(1), kMaxDuration)) out.max = *d;
     if (auto j = r.number("jitter", 0.0, 1.0, "a number between 0 and 1")) out.jitter = *j;
     if (r.valid() && out.max < out.initial) {
-        errors.add(child_path(path, "max"), "must not be shorter than backoff.initial");
+        errors.add(JsonPath(path, "max"), "must not be shorter than backoff.initial");
     }
 }
 
-void read_policy(const json::value &value, const std::string &path, JsonErrors &errors,
+void read_policy(const json::value &value, const JsonPath &path, JsonErrors &errors,
                  RefreshPolicy &out) {
     ObjectReader r(value, path, errors);
     r.allow_only({"refresh_at", "lead", "jitter", "backoff"});
@@ -67,29 +67,29 @@ void read_policy(const json::value &value, const std::string &path, JsonErrors &
     if (auto d = r.duration("lead", Duration::zero(), kMaxDuration)) out.lead = *d;
     if (auto j = r.number("jitter", 0.0, 0.5, "a number between 0 and 0.5")) out.jitter = *j;
     if (const json::value *b = r.raw("backoff")) {
-        read_backoff(*b, child_path(path, "backoff"), errors, out.backoff);
+        read_backoff(*b, JsonPath(path, "backoff"), errors, out.backoff);
     }
 }
 
-void read_provider(const json::value &value, const std::string &path, JsonErrors &errors,
+void read_provider(const json::value &value, const JsonPath &path, JsonErrors &errors,
                    ProviderSpec &out) {
     ObjectReader r(value, path, errors);
     r.allow_only({"type", "name"});
     if (auto type = r.string("type", true)) {
         if (*type != "hook") {
-            errors.add(child_path(path, "type"), "expected \"hook\" (the only provider so far)");
+            errors.add(JsonPath(path, "type"), "expected \"hook\" (the only provider so far)");
         }
         out.type = *type;
     }
     if (auto name = r.string("name", true)) {
         if (auto why = check_identifier(*name)) {
-            errors.add(child_path(path, "name"), "hook name " + *why);
+            errors.add(JsonPath(path, "name"), "hook name " + *why);
         }
         out.name = *name;
     }
 }
 
-void read_store(const json::value &value, const std::string &path, JsonErrors &errors,
+void read_store(const json::value &value, const JsonPath &path, JsonErrors &errors,
                 StoreSpec &out) {
     ObjectReader r(value, path, errors);
     r.allow_only({"type", "path"});
@@ -97,22 +97,22 @@ void read_store(const json::value &value, const std::string &path, JsonErrors &e
     if (!type) return;
     if (*type == "memory") {
         out.kind = StoreSpec::Kind::memory;
-        if (r.has("path")) errors.add(child_path(path, "path"), "a memory store has no path");
+        if (r.has("path")) errors.add(JsonPath(path, "path"), "a memory store has no path");
     } else if (*type == "file") {
         out.kind = StoreSpec::Kind::file;
         if (auto p = r.string("path", true)) {
             if (p->empty() || p->find('\0') != std::string::npos || p->back() == '/') {
-                errors.add(child_path(path, "path"), "expected the path of a file");
+                errors.add(JsonPath(path, "path"), "expected the path of a file");
             } else {
                 out.path = *p;
             }
         }
     } else {
-        errors.add(child_path(path, "type"), "expected \"memory\" or \"file\"");
+        errors.add(JsonPath(path, "type"), "expected \"memory\" or \"file\"");
     }
 }
 
-void read_metadata(const json::value &value, const std::string &path, JsonErrors &errors,
+void read_metadata(const json::value &value, const JsonPath &path, JsonErrors &errors,
                    Metadata &out) {
     const json::object *object = value.if_object();
     if (object == nullptr) {
@@ -121,7 +121,7 @@ void read_metadata(const json::value &value, const std::string &path, JsonErrors
     }
     for (const auto &item : *object) {
         if (!item.value().is_string()) {
-            errors.add(child_path(path, item.key()), "expected a string");
+            errors.add(JsonPath(path, item.key()), "expected a string");
             continue;
         }
         out.emplace(std::string(item.key()), std::string(item.value().get_string()));
@@ -147,33 +147,33 @@ json::value parse_plain(std::string_view text, std::size_t limit, std::string_vi
 
 }  // namespace
 
-std::optional<CredentialSpec> read_credential_spec(const json::value &value,
-                                                   const std::string &path, JsonErrors &errors) {
+std::optional<CredentialSpec> read_credential_spec(const json::value &value, const JsonPath &path,
+                                                   JsonErrors &errors) {
     JsonErrors mine;
     CredentialSpec spec;
     ObjectReader r(value, path, mine);
     r.allow_only({"id", "provider", "store", "policy", "hook_timeout", "serve_stale", "metadata"});
     if (auto id = r.string("id", true)) {
-        if (auto why = check_identifier(*id)) mine.add(child_path(path, "id"), "id " + *why);
+        if (auto why = check_identifier(*id)) mine.add(JsonPath(path, "id"), "id " + *why);
         spec.id = *id;
     }
     if (const json::value *p = r.raw("provider")) {
-        read_provider(*p, child_path(path, "provider"), mine, spec.provider);
+        read_provider(*p, JsonPath(path, "provider"), mine, spec.provider);
     } else if (r.valid()) {
-        mine.add(child_path(path, "provider"), "is required");
+        mine.add(JsonPath(path, "provider"), "is required");
     }
     if (const json::value *s = r.raw("store")) {
-        read_store(*s, child_path(path, "store"), mine, spec.store);
+        read_store(*s, JsonPath(path, "store"), mine, spec.store);
     }
     if (const json::value *p = r.raw("policy")) {
-        read_policy(*p, child_path(path, "policy"), mine, spec.policy);
+        read_policy(*p, JsonPath(path, "policy"), mine, spec.policy);
     }
     if (auto d = r.duration("hook_timeout", std::chrono::milliseconds(1), kMaxDuration)) {
         spec.hook_timeout = *d;
     }
     if (auto b = r.boolean("serve_stale")) spec.serve_stale = *b;
     if (const json::value *m = r.raw("metadata")) {
-        read_metadata(*m, child_path(path, "metadata"), mine, spec.metadata);
+        read_metadata(*m, JsonPath(path, "metadata"), mine, spec.metadata);
     }
 
     if (!mine.empty()) {
@@ -190,52 +190,79 @@ CredentialSpec parse_credential_spec(std::string_view json_text) {
     json::monotonic_resource arena(buffer, sizeof buffer);
     json::value value = parse_plain(json_text, kMaxSpecSize, "credential spec", &arena);
     JsonErrors errors;
-    auto spec = read_credential_spec(value, "", errors);
+    auto spec = read_credential_spec(value, JsonPath(), errors);
     if (!spec) throw Error(Status::config, "credential spec: " + errors.text());
     return std::move(*spec);
 }
 
-EngineConfig parse_engine_config(std::string_view json_text) {
-    json::value value = parse_plain(json_text, kMaxConfigSize, "configuration");
+void load_engine_config(std::string_view json_text, const SettingsSink &on_settings,
+                        const CredentialSink &on_credential) {
+    // The whole document is freed at once: a monotonic arena makes parsing and
+    // freeing a configuration of a million credentials cheap.
+    json::monotonic_resource arena;
+    json::value value = parse_plain(json_text, kMaxConfigSize, "configuration", &arena);
     JsonErrors errors;
-    EngineConfig config;
+    EngineSettings settings;
 
-    ObjectReader top(value, "", errors);
+    const JsonPath root;
+    ObjectReader top(value, root, errors);
     top.allow_only({"engine", "credentials"});
     if (const json::value *e = top.raw("engine")) {
-        ObjectReader r(*e, "engine", errors);
+        const JsonPath engine_path(root, "engine");
+        ObjectReader r(*e, engine_path, errors);
         r.allow_only({"threads", "hook_timeout", "drain_timeout"});
-        if (auto n = r.integer("threads", 1, 64)) config.engine.threads = static_cast<int>(*n);
+        if (auto n = r.integer("threads", 1, 64)) settings.threads = static_cast<int>(*n);
         if (auto d = r.duration("hook_timeout", std::chrono::milliseconds(1), kMaxDuration)) {
-            config.engine.hook_timeout = *d;
+            settings.hook_timeout = *d;
         }
         if (auto d = r.duration("drain_timeout", Duration::zero(), std::chrono::hours(1))) {
-            config.engine.drain_timeout = *d;
+            settings.drain_timeout = *d;
         }
     }
-    if (const json::value *c = top.raw("credentials")) {
-        const json::array *array = c->if_array();
-        if (array == nullptr) {
-            errors.add("credentials", "expected an array of credential specs");
-        } else {
-            // Views into the parsed document, which outlives the loop.
-            std::unordered_set<std::string_view> seen;
-            seen.reserve(array->size());
-            config.credentials.reserve(array->size());
-            for (std::size_t i = 0; i < array->size(); ++i) {
-                std::string path = index_path("credentials", i);
-                auto spec = read_credential_spec((*array)[i], path, errors);
-                if (!spec) continue;
-                std::string_view id = (*array)[i].as_object().at("id").as_string();
-                if (!seen.insert(id).second) {
-                    errors.add(child_path(path, "id"), "duplicate id \"" + spec->id + "\"");
-                    continue;
+    const json::value *c = top.raw("credentials");
+    const json::array *array = c != nullptr ? c->if_array() : nullptr;
+    if (c != nullptr && array == nullptr) {
+        errors.add("credentials", "expected an array of credential specs");
+    }
+    on_settings(settings, array != nullptr ? array->size() : 0);
+
+    if (array != nullptr) {
+        const JsonPath credentials_path(root, "credentials");
+        for (std::size_t i = 0; i < array->size(); ++i) {
+            const JsonPath path(credentials_path, i);
+            auto spec = read_credential_spec((*array)[i], path, errors);
+            // Once the document has a mistake, its credentials are only checked.
+            if (!spec || !errors.empty()) continue;
+            const std::string id = spec->id;
+            try {
+                on_credential(std::move(*spec));
+            } catch (const Error &e) {
+                // The sink finds duplicates (the engine refuses a second id).
+                if (e.status() == Status::exists) {
+                    errors.add(JsonPath(path, "id"), "duplicate id \"" + id + "\"");
+                } else {
+                    errors.add(path, e.what());
                 }
-                config.credentials.push_back(std::move(*spec));
             }
         }
     }
     if (!errors.empty()) throw Error(Status::config, "configuration: " + errors.text());
+}
+
+EngineConfig parse_engine_config(std::string_view json_text) {
+    EngineConfig config;
+    load_engine_config(
+        json_text,
+        [&](const EngineSettings &settings, std::size_t count) {
+            config.engine = settings;
+            config.credentials.reserve(count);
+        },
+        [&, seen = std::unordered_set<std::string>()](CredentialSpec &&spec) mutable {
+            if (!seen.insert(spec.id).second) {
+                throw Error(Status::exists, "duplicate id \"" + spec.id + "\"");
+            }
+            config.credentials.push_back(std::move(spec));
+        });
     return config;
 }
 

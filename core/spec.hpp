@@ -3,6 +3,7 @@
 // with every mistake reported at its JSON path.
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -26,7 +27,10 @@ struct StoreSpec {
     enum class Kind { memory, file };
     Kind kind = Kind::memory;
     std::filesystem::path path;
-    bool operator==(const StoreSpec &) const = default;
+    // Text equality: path's own operator== compares component by component.
+    bool operator==(const StoreSpec &o) const {
+        return kind == o.kind && path.native() == o.path.native();
+    }
 };
 
 struct CredentialSpec {
@@ -66,9 +70,19 @@ std::optional<std::string> check_identifier(std::string_view id);
 CredentialSpec parse_credential_spec(std::string_view json_text);
 EngineConfig parse_engine_config(std::string_view json_text);
 
+// The same without holding every spec at once: `on_settings` receives the engine's
+// settings and the number of credentials first, then `on_credential` each valid
+// spec in order. A mistake anywhere, or an Error thrown by `on_credential`, ends in
+// one Error(config) listing every mistake with its path.
+using SettingsSink = std::function<void(const EngineSettings &, std::size_t count)>;
+using CredentialSink = std::function<void(CredentialSpec &&)>;
+void load_engine_config(std::string_view json_text, const SettingsSink &on_settings,
+                        const CredentialSink &on_credential);
+
 // Lower-level forms that add mistakes to `errors` under `path`, for composing.
 class JsonErrors;
+class JsonPath;
 std::optional<CredentialSpec> read_credential_spec(const boost::json::value &value,
-                                                   const std::string &path, JsonErrors &errors);
+                                                   const JsonPath &path, JsonErrors &errors);
 
 }  // namespace keyturn

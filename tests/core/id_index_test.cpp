@@ -11,7 +11,7 @@ namespace keyturn {
 namespace {
 
 class IdIndexTest : public ::testing::Test {
-protected:
+  protected:
     IdIndex::Slot add(const std::string &id) {
         auto slot = static_cast<IdIndex::Slot>(ids_.size());
         ids_.push_back(id);
@@ -38,8 +38,10 @@ TEST_F(IdIndexTest, FindsWhatWasInsertedAndNothingElse) {
 }
 
 TEST_F(IdIndexTest, EraseKeepsEveryOtherIdFindable) {
-    for (int i = 0; i < 1000; ++i) add("c" + std::to_string(i));
-    for (int i = 0; i < 1000; i += 3) index_.erase("c" + std::to_string(i));
+    for (int i = 0; i < 1000; ++i)
+        add("c" + std::to_string(i));
+    for (int i = 0; i < 1000; i += 3)
+        index_.erase("c" + std::to_string(i));
     index_.erase("absent");
     for (int i = 0; i < 1000; ++i) {
         auto found = index_.find("c" + std::to_string(i));
@@ -76,7 +78,8 @@ TEST_F(IdIndexTest, AgreesWithAReferenceOverRandomInsertsAndErases) {
         }
     }
     EXPECT_EQ(index_.size(), reference.size());
-    for (auto &[id, slot] : reference) EXPECT_EQ(index_.find(id), slot);
+    for (auto &[id, slot] : reference)
+        EXPECT_EQ(index_.find(id), slot);
 }
 
 }  // namespace
