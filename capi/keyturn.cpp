@@ -481,6 +481,8 @@ int keyturn_set_logger(keyturn_engine *engine, int min_level, keyturn_log_fn fn,
         require(engine, "engine");
         if (fn == nullptr) {
             engine->engine.set_logger(keyturn::LogLevel::error, {});
+            // Nothing will ever call a NULL fn: its user_data is released at once.
+            if (release != nullptr) release(user_data);
             return Status::ok;
         }
         auto owner = adopt_later(user_data);

@@ -189,7 +189,8 @@ KEYTURN_API void keyturn_engine_free(keyturn_engine *engine);
  *        "value": "...",           or "value_base64" when it is not UTF-8
  *        "version": 3, "issued_at": 1700000000.0, "expires_at": 1700000060.0
  *     },
- *     "refresh": null | "...",     refresh material (a refresh token), if any
+ *     "refresh": null | "...",     refresh material (a refresh token), if any; or
+ *                                  "refresh_base64" when it is not UTF-8
  *     "metadata": { ... }          the spec's metadata and the last result's
  *   }
  *
@@ -228,8 +229,10 @@ KEYTURN_API int keyturn_hook_register(keyturn_engine *engine, const char *name,
  *
  *   {
  *     "value": "...",               or "value_base64": "..."; required
- *     "expires_in": 3600,           seconds from now; or "expires_at": unix seconds
- *     "refresh": "...",             new refresh material; omitted keeps the old one
+ *     "expires_in": 3600,           seconds from now; or "expires_at": unix seconds;
+ *                                   one of the two is required
+ *     "refresh": "...",             or "refresh_base64"; new refresh material;
+ *                                   omitted keeps the old one
  *     "renewable": true,            optional, informational
  *     "max_lifetime": 86400,        optional, seconds
  *     "metadata": {"k": "v"}        optional, string values, no secrets
@@ -243,7 +246,9 @@ KEYTURN_API int keyturn_hook_register(keyturn_engine *engine, const char *name,
  * "retry" (the default) retries with backoff, no sooner than retry_after; "login"
  * discards the refresh material and retries with reason "login"; "give_up" stops
  * refreshing until keyturn_credential_refresh() is called. Occurrences of the
- * credential's secret values in the error text are replaced by their fingerprints.
+ * credential's current value and refresh material in the error text are replaced
+ * by their fingerprints (for values of 4 bytes or more: shorter ones would match
+ * ordinary words).
  *
  * A success is persisted to the credential's store before this function returns
  * and before the new value is visible to readers: when it returns KEYTURN_OK, new
@@ -312,9 +317,11 @@ KEYTURN_API int keyturn_credential_remove(keyturn_engine *engine, const char *id
 KEYTURN_API int keyturn_credential_refresh(keyturn_engine *engine, const char *id);
 
 /* Writes a JSON object describing a credential to *out (free it with
- * keyturn_string_free): id, state ("pending", "fresh", "refreshing", "expiring",
- * "expired", "failed"), version, fingerprint, issued_at, expires_at,
- * next_refresh_at, attempt, last_error. Never the value.
+ * keyturn_string_free): id, state, hook, store, version, fingerprint, issued_at,
+ * expires_at, has_refresh, next_refresh_at, attempt, last_error, serve_stale.
+ * Never the value. The state is the first that applies of: "failed" (gave up;
+ * no refresh until keyturn_credential_refresh), "expired", "refreshing",
+ * "expiring", "fresh", "pending" (no value yet).
  * Fails with KEYTURN_E_INVALID_ARGUMENT, KEYTURN_E_NOT_FOUND. */
 KEYTURN_API int keyturn_credential_status(char **out, keyturn_engine *engine, const char *id);
 
@@ -395,7 +402,8 @@ KEYTURN_API int keyturn_unsubscribe(keyturn_engine *engine, uint64_t id);
 typedef void (*keyturn_log_fn)(int level, const char *message, void *user_data);
 
 /* Sends log lines at `min_level` and above to `fn`, replacing any earlier logger
- * (whose release function is then called). `fn` NULL turns logging off. Without a
+ * (whose release function is then called). `fn` NULL turns logging off, and then
+ * `release` (if given) is called with `user_data` before this returns. Without a
  * logger, keyturn logs nothing. Fails with KEYTURN_E_INVALID_ARGUMENT. */
 KEYTURN_API int keyturn_set_logger(keyturn_engine *engine, int min_level, keyturn_log_fn fn,
                                    void *user_data, keyturn_release_fn release);

@@ -20,10 +20,6 @@ class Clock {
     // The current time.
     virtual TimePoint now() const noexcept = 0;
 
-    // A time no earlier than now(), cheap enough for every read of a value: a read
-    // compares it with the expiry, so erring late only ever refuses a value early.
-    virtual TimePoint now_for_expiry() const noexcept { return now(); }
-
     // True for a clock that only moves when a test moves it: the engine then arms
     // no real timer and a test drives it with Engine::poll().
     virtual bool is_manual() const noexcept { return false; }
@@ -31,12 +27,7 @@ class Clock {
 
 class SystemClock final : public Clock {
   public:
-    SystemClock();
     TimePoint now() const noexcept override;
-    TimePoint now_for_expiry() const noexcept override;
-
-  private:
-    Duration coarse_resolution_;
 };
 
 class ManualClock final : public Clock {

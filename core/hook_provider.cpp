@@ -70,11 +70,16 @@ void append_number(std::string &out, double d) {
 
 void write_hook_request(ScrubbedString &request, const RefreshRequest &r) {
     std::string &out = request.str();
-    std::size_t secret_bytes = 0;
-    if (r.current) secret_bytes += r.current->value.size();
-    if (r.refresh) secret_bytes += r.refresh->size();
-    // Reserved up front: a growing string would leave unscrubbed copies behind.
-    out.reserve(256 + 2 * secret_bytes * 3);
+    // Reserved up front for the worst case (every byte escaped as \u00XX, six
+    // bytes): a string that grew would leave unscrubbed copies of secrets behind.
+    std::size_t text_bytes = r.credential.size() + r.reason.size();
+    if (r.current) text_bytes += r.current->value.size();
+    if (r.refresh) text_bytes += r.refresh->size();
+    if (r.metadata != nullptr) {
+        for (const auto &[k, v] : *r.metadata)
+            text_bytes += k.size() + v.size() + 4;
+    }
+    out.reserve(256 + 6 * text_bytes);
 
     out += "{\"credential\":";
     append_json_string(out, r.credential);

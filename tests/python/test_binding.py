@@ -300,6 +300,25 @@ class HookTest(BindingTest):
         self.assertEqual(requests[2].reason, "retry")
         self.assertEqual(requests[2].attempt, 2)
 
+    def test_exception_quoting_a_secret_with_a_nul_byte_is_scrubbed(self):
+        engine, events = self.make_engine()
+        value = self.secret() + "\x00tail"
+
+        @engine.hook("issuer")
+        def issue(request):
+            if request.value is not None:
+                raise ValueError(f"server refused {request.value} today")
+            return {"value": value, "expires_in": 60}
+
+        engine.add(spec("api"))
+        engine.start()
+        events.wait_type("refreshed")
+        engine.refresh("api")
+        failed = events.wait_type("refresh_failed")
+        self.assertIn(fingerprint(value), failed.error)
+        self.assertTrue(failed.error.endswith(" today"))
+        self.assertNotIn("tail", failed.error)
+
     def test_refresh_failed_with_login_action_discards_refresh_material(self):
         engine, events = self.make_engine()
         requests = []

@@ -9,7 +9,7 @@ import queue
 import time
 
 from ._lib import lib
-from .errors import action_code, check
+from .errors import RefreshFailed, action_code, check
 
 _log = logging.getLogger("keyturn")
 
@@ -158,9 +158,17 @@ class Completion:
     def fail(self, message="", action="retry", retry_after=0.0):
         """Answers with a failure; `action` is "retry", "login" or "give_up"."""
         code = action_code(action)
-        text = str(message).encode("utf-8", "replace")
+        retry_after = float(retry_after or 0.0)
+        if message is not None and "\0" in str(message):
+            # A C string would end at the NUL, and keyturn could then miss a secret that
+            # the message quotes (it replaces whole secrets only); JSON keeps it whole.
+            names = {v: k for k, v in RefreshFailed._ACTIONS.items()}
+            self.complete({"error": str(message), "action": names[code],
+                           "retry_after": retry_after})
+            return
+        text = None if message is None else str(message).encode("utf-8", "replace")
         self.used = True
-        check(lib.keyturn_complete_error(self.id, code, text, float(retry_after or 0.0)))
+        check(lib.keyturn_complete_error(self.id, code, text, retry_after))
 
     def __repr__(self):
         return f"Completion({self.id}, credential={self.credential!r}, used={self.used})"
