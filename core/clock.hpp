@@ -20,6 +20,11 @@ class Clock {
     // The current time.
     virtual TimePoint now() const noexcept = 0;
 
+    // True when `deadline` has certainly not passed yet. It may answer false for a
+    // deadline that is still a little ahead (the caller then asks now()), never
+    // true for one that has passed. Lets the read path skip a precise clock read.
+    virtual bool surely_before(TimePoint deadline) const noexcept { return now() < deadline; }
+
     // True for a clock that only moves when a test moves it: the engine then arms
     // no real timer and a test drives it with Engine::poll().
     virtual bool is_manual() const noexcept { return false; }
@@ -28,6 +33,7 @@ class Clock {
 class SystemClock final : public Clock {
   public:
     TimePoint now() const noexcept override;
+    bool surely_before(TimePoint deadline) const noexcept override;
 };
 
 class ManualClock final : public Clock {

@@ -68,7 +68,7 @@ Status Credential::read(char *buf, std::size_t cap, std::size_t *out_len,
     if (s == nullptr) {
         return removed_.load(std::memory_order_acquire) ? Status::removed : Status::not_ready;
     }
-    bool expired = clock_->now() >= s->expires_at;
+    const bool expired = !clock_->surely_before(s->expires_at);
     if (expired && !serve_stale_) return Status::expired;
 
     const std::size_t n = s->value.size();

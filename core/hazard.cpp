@@ -52,8 +52,11 @@ struct ThreadSlot {
     }
 };
 
+// The initial-exec model turns each access into one instruction instead of a call
+// to __tls_get_addr; the few bytes it needs come from the static TLS surplus that
+// glibc keeps for libraries loaded with dlopen (as Python's ctypes does).
 static ThreadSlot &this_thread_slot() {
-    thread_local ThreadSlot owner;
+    __attribute__((tls_model("initial-exec"))) thread_local ThreadSlot owner;
     return owner;
 }
 
