@@ -100,6 +100,13 @@ CredentialSpec spec(std::string id) {
     return s;
 }
 
+CredentialSpec file_spec(std::string id, const fs::path &path) {
+    CredentialSpec s = spec(std::move(id));
+    s.store.kind = StoreSpec::Kind::file;
+    s.store.path = path;
+    return s;
+}
+
 struct ReadOutcome {
     Status status;
     std::string value;
@@ -357,9 +364,7 @@ TEST_F(EngineTest, RefreshMaterialIsKeptWhenOmittedAndDiscardedForALogin) {
 }
 
 TEST_F(EngineTest, ANewRefreshTokenIsPersistedBeforeTheValueIsPublished) {
-    CredentialSpec s = spec("api");
-    s.store.kind = StoreSpec::Kind::file;
-    s.store.path = temp_dir() / "api.json";
+    CredentialSpec s = file_spec("api", temp_dir() / "api.json");
     engine_->add(s);
     engine_->start();
     settle();
@@ -385,9 +390,8 @@ TEST_F(EngineTest, ANewRefreshTokenIsPersistedBeforeTheValueIsPublished) {
 }
 
 TEST_F(EngineTest, AStoreThatFailsStillPublishesAndSaysSo) {
-    CredentialSpec s = spec("api");
-    s.store.kind = StoreSpec::Kind::file;
-    s.store.path = temp_dir() / "gone" / "api.json";  // the directory does not exist
+    // The directory does not exist.
+    CredentialSpec s = file_spec("api", temp_dir() / "gone" / "api.json");
     engine_->add(s);
     engine_->start();
     settle();
@@ -405,9 +409,7 @@ TEST_F(EngineTest, AStoreThatFailsStillPublishesAndSaysSo) {
 }
 
 TEST_F(EngineTest, ARestartLoadsTheStoredValueAndDoesNotRefreshEarly) {
-    CredentialSpec s = spec("api");
-    s.store.kind = StoreSpec::Kind::file;
-    s.store.path = temp_dir() / "api.json";
+    CredentialSpec s = file_spec("api", temp_dir() / "api.json");
     engine_->add(s);
     engine_->start();
     settle();
