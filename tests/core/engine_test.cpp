@@ -100,6 +100,14 @@ CredentialSpec spec(std::string id) {
     return s;
 }
 
+// Nothing answers a hook in the background under the manual clock, so an engine
+// destroyed with a refresh in flight need not wait for it.
+EngineSettings manual_settings() {
+    EngineSettings settings;
+    settings.drain_timeout = Duration::zero();
+    return settings;
+}
+
 CredentialSpec file_spec(std::string id, const fs::path &path) {
     CredentialSpec s = spec(std::move(id));
     s.store.kind = StoreSpec::Kind::file;
@@ -125,7 +133,7 @@ class EngineTest : public ::testing::Test {
   protected:
     void SetUp() override {
         clock_ = std::make_shared<ManualClock>();
-        engine_ = std::make_unique<Engine>(EngineSettings{}, clock_);
+        engine_ = std::make_unique<Engine>(manual_settings(), clock_);
         engine_->add_provider("scripted", provider_);
         engine_->set_logger(LogLevel::debug, [this](LogLevel, const std::string &line) {
             std::lock_guard lock(mutex_);
@@ -419,7 +427,7 @@ TEST_F(EngineTest, ARestartLoadsTheStoredValueAndDoesNotRefreshEarly) {
     engine_.reset();  // the process goes away
 
     auto provider = std::make_shared<ScriptedProvider>();
-    Engine again(EngineSettings{}, clock_);
+    Engine again(manual_settings(), clock_);
     again.add_provider("scripted", provider);
     again.add(s);
     again.start();
