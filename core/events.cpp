@@ -1,12 +1,10 @@
 #include "core/events.hpp"
 
-#include <boost/json.hpp>
-
 #include <cstdio>
 
-namespace keyturn {
+#include "core/hook_provider.hpp"
 
-namespace json = boost::json;
+namespace keyturn {
 
 const char *event_type_name(EventType type) noexcept {
     switch (type) {
@@ -40,41 +38,81 @@ LogLevel log_level_of(EventType type, bool persisted) noexcept {
     return LogLevel::info;
 }
 
-std::string Event::to_json() const {
-    json::object o;
-    o["type"] = event_type_name(type);
-    o["credential"] = credential;
-    o["time"] = to_unix_seconds(time);
-    auto put_time = [&](const char *key, const std::optional<TimePoint> &t) {
-        if (t) {
-            o[key] = to_unix_seconds(*t);
-        } else {
-            o[key] = nullptr;
+namespace {
+
+// Writes one flat JSON object in field order. Times are unix seconds with three
+// decimals, which reads better in a log than the shortest round-trip form.
+class FieldWriter {
+  public:
+    FieldWriter() { out_ += '{'; }
+    FieldWriter &text(std::string_view key, std::string_view value) {
+        name(key);
+        append_json_string(out_, value);
+        return *this;
+    }
+    FieldWriter &integer(std::string_view key, std::uint64_t value) {
+        name(key);
+        out_ += std::to_string(value);
+        return *this;
+    }
+    FieldWriter &boolean(std::string_view key, bool value) {
+        name(key);
+        out_ += value ? "true" : "false";
+        return *this;
+    }
+    FieldWriter &time(std::string_view key, const std::optional<TimePoint> &t) {
+        name(key);
+        if (!t) {
+            out_ += "null";
+            return *this;
         }
-    };
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.3f", to_unix_seconds(*t));
+        out_ += buf;
+        return *this;
+    }
+    std::string finish() {
+        out_ += '}';
+        return std::move(out_);
+    }
+
+  private:
+    void name(std::string_view key) {
+        if (out_.size() > 1) out_ += ',';
+        append_json_string(out_, key);
+        out_ += ':';
+    }
+    std::string out_;
+};
+
+}  // namespace
+
+std::string Event::to_json() const {
+    FieldWriter w;
+    w.text("type", event_type_name(type)).text("credential", credential).time("time", time);
     switch (type) {
         case EventType::refreshed:
-            o["version"] = version;
-            o["fingerprint"] = fingerprint;
-            put_time("expires_at", expires_at);
-            put_time("next_refresh_at", next_refresh_at);
-            o["persisted"] = persisted;
-            if (!error.empty()) o["error"] = error;
+            w.integer("version", version)
+                .text("fingerprint", fingerprint)
+                .time("expires_at", expires_at)
+                .time("next_refresh_at", next_refresh_at)
+                .boolean("persisted", persisted);
+            if (!error.empty()) w.text("error", error);
             break;
         case EventType::refresh_failed:
-            o["error"] = error;
-            o["attempt"] = attempt;
-            o["action"] = action;
-            put_time("retry_at", retry_at);
+            w.text("error", error)
+                .integer("attempt", static_cast<std::uint64_t>(attempt))
+                .text("action", action)
+                .time("retry_at", retry_at);
             break;
         case EventType::expiring:
         case EventType::expired:
-            put_time("expires_at", expires_at);
+            w.time("expires_at", expires_at);
             break;
         case EventType::removed:
             break;
     }
-    return json::serialize(o);
+    return w.finish();
 }
 
 namespace {

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "core/events.hpp"
 #include "core/hook_provider.hpp"
 #include "core/json_support.hpp"
 
@@ -106,6 +107,30 @@ TEST(HookRequest, WithoutCurrentValueOrRefresh) {
     EXPECT_TRUE(doc.at("current").is_null());
     EXPECT_TRUE(doc.at("refresh").is_null());
     EXPECT_TRUE(doc.at("metadata").as_object().empty());
+}
+
+TEST(EventJson, IsValidJsonWithMillisecondTimes) {
+    Event e;
+    e.type = EventType::refresh_failed;
+    e.credential = "db";
+    e.time = TimePoint(1'700'000'000'123ms);
+    e.error = "HTTP 503: \"busy\"\n";
+    e.attempt = 3;
+    e.action = "retry";
+    e.retry_at = e.time + 4s;
+    std::string text = e.to_json();
+    auto doc = boost::json::parse(text).as_object();
+    EXPECT_EQ(doc.at("type").as_string(), "refresh_failed");
+    EXPECT_EQ(doc.at("error").as_string(), "HTTP 503: \"busy\"\n");
+    EXPECT_EQ(doc.at("attempt").as_int64(), 3);
+    EXPECT_NE(text.find("\"time\":1700000000.123"), std::string::npos) << text;
+    EXPECT_NE(text.find("\"retry_at\":1700000004.123"), std::string::npos) << text;
+
+    e.type = EventType::refreshed;
+    e.expires_at.reset();
+    auto refreshed = boost::json::parse(e.to_json()).as_object();
+    EXPECT_TRUE(refreshed.at("expires_at").is_null());
+    EXPECT_TRUE(refreshed.at("persisted").as_bool());
 }
 
 }  // namespace
