@@ -40,6 +40,7 @@ class Credential {
 
   private:
     friend class EngineCore;
+    friend struct CredentialBlock;
     struct State;
 
     const std::string id_;
@@ -47,8 +48,9 @@ class Credential {
     const std::shared_ptr<const Clock> clock_;
     std::atomic<const Snapshot *> current_{nullptr};
     std::atomic<bool> removed_{false};
-    // The engine's bookkeeping, touched only under the engine's mutex.
-    std::unique_ptr<State> state_;
+    // The engine's bookkeeping, touched only under the engine's mutex. It lives in the
+    // same allocation as the credential (see engine.cpp), which owns both.
+    State *state_ = nullptr;
 };
 
 using Subscriber = std::function<void(const Event &)>;
