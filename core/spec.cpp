@@ -1,5 +1,10 @@
 #include "core/spec.hpp"
 
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <unordered_set>
 
 #include "core/json_support.hpp"
@@ -24,18 +29,27 @@ std::optional<std::string> check_identifier(std::string_view id) {
 }
 
 std::size_t hash_of(const CredentialSpec &spec) noexcept {
-    std::size_t h = std::hash<std::string>{}(spec.provider.name);
-    auto mix = [&h](std::size_t v) { h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2); };
-    mix(std::hash<std::string>{}(spec.id));
-    mix(std::hash<std::string>{}(spec.store.path.native()));
-    mix(std::hash<double>{}(spec.policy.refresh_at));
-    mix(std::hash<double>{}(spec.policy.jitter));
-    mix(spec.policy.lead ? static_cast<std::size_t>(spec.policy.lead->count()) : 1);
-    mix(static_cast<std::size_t>(spec.policy.backoff.initial.count()));
-    mix(spec.hook_timeout ? static_cast<std::size_t>(spec.hook_timeout->count()) : 1);
-    mix(spec.serve_stale ? 2 : 3);
-    mix(spec.metadata.size());
-    return h;
+    // FNV-1a over the fields that tell specs apart; equality decides the rest.
+    std::uint64_t h = 1469598103934665603ull;
+    auto bytes = [&h](const void *data, std::size_t size) {
+        const auto *p = static_cast<const unsigned char *>(data);
+        for (std::size_t i = 0; i < size; ++i) {
+            h ^= p[i];
+            h *= 1099511628211ull;
+        }
+    };
+    auto text = [&](const std::string &s) { bytes(s.data(), s.size()); };
+    auto value = [&](const auto &v) { bytes(&v, sizeof v); };
+    text(spec.id);
+    text(spec.provider.name);
+    text(spec.store.path);
+    value(spec.policy.refresh_at);
+    value(spec.policy.jitter);
+    value(spec.policy.backoff.initial);
+    value(spec.serve_stale);
+    const std::size_t metadata_size = spec.metadata.size();
+    value(metadata_size);
+    return static_cast<std::size_t>(h);
 }
 
 namespace {
@@ -145,6 +159,94 @@ json::value parse_plain(std::string_view text, std::size_t limit, std::string_vi
     return value;
 }
 
+// Hands specs to a sink on a second thread, in order and in batches, so that reading
+// a large document and adding its credentials use two cores. Failures of the sink
+// are kept with the index of their spec, for the caller to report at its path.
+class SinkThread {
+  public:
+    struct Failure {
+        std::size_t index;
+        std::string id;
+        Error error;
+    };
+
+    explicit SinkThread(const CredentialSink &sink) : sink_(sink), thread_([this] { run(); }) {}
+    ~SinkThread() {
+        if (thread_.joinable()) finish();
+    }
+
+    void push(std::size_t index, CredentialSpec &&spec) {
+        batch_.emplace_back(index, std::move(spec));
+        if (batch_.size() >= kBatch) flush();
+    }
+
+    // Waits for every spec to reach the sink; rethrows anything but an Error.
+    std::vector<Failure> finish() {
+        flush();
+        {
+            std::lock_guard lock(mutex_);
+            done_ = true;
+        }
+        changed_.notify_all();
+        thread_.join();
+        if (unexpected_) std::rethrow_exception(unexpected_);
+        return std::move(failures_);
+    }
+
+  private:
+    static constexpr std::size_t kBatch = 1024;
+    static constexpr std::size_t kMaxQueued = 8;  // bounds the specs held at once
+    using Batch = std::vector<std::pair<std::size_t, CredentialSpec>>;
+
+    void flush() {
+        if (batch_.empty()) return;
+        std::unique_lock lock(mutex_);
+        changed_.wait(lock, [this] { return queue_.size() < kMaxQueued; });
+        queue_.push_back(std::move(batch_));
+        batch_ = Batch();
+        batch_.reserve(kBatch);
+        changed_.notify_all();
+    }
+
+    void run() {
+        for (;;) {
+            Batch batch;
+            {
+                std::unique_lock lock(mutex_);
+                changed_.wait(lock, [this] { return !queue_.empty() || done_; });
+                if (queue_.empty()) return;
+                batch = std::move(queue_.front());
+                queue_.pop_front();
+            }
+            changed_.notify_all();
+            for (auto &[index, spec] : batch) {
+                std::string id = spec.id;
+                try {
+                    if (!unexpected_) sink_(std::move(spec));
+                } catch (const Error &e) {
+                    failures_.push_back({index, std::move(id), e});
+                } catch (...) {
+                    unexpected_ = std::current_exception();
+                }
+            }
+        }
+    }
+
+    const CredentialSink &sink_;
+    Batch batch_;
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    std::deque<Batch> queue_;
+    bool done_ = false;
+    // Written by the sink thread only, read after it has been joined.
+    std::vector<Failure> failures_;
+    std::exception_ptr unexpected_;
+    std::thread thread_;  // last: it starts once everything above exists
+};
+
+// From this many credentials on, a configuration is loaded on two threads.
+constexpr std::size_t kPipelineFrom = 4096;
+
 }  // namespace
 
 std::optional<CredentialSpec> read_credential_spec(const json::value &value, const JsonPath &path,
@@ -228,22 +330,36 @@ void load_engine_config(std::string_view json_text, const SettingsSink &on_setti
 
     if (array != nullptr) {
         const JsonPath credentials_path(root, "credentials");
+        // The sink finds duplicates: the engine refuses a second id.
+        auto sink_failed = [&](std::size_t index, const std::string &id, const Error &e) {
+            const JsonPath path(credentials_path, index);
+            if (e.status() == Status::exists) {
+                errors.add(JsonPath(path, "id"), "duplicate id \"" + id + "\"");
+            } else {
+                errors.add(path, e.what());
+            }
+        };
+        std::optional<SinkThread> pipeline;
+        if (array->size() >= kPipelineFrom) pipeline.emplace(on_credential);
         for (std::size_t i = 0; i < array->size(); ++i) {
             const JsonPath path(credentials_path, i);
             auto spec = read_credential_spec((*array)[i], path, errors);
             // Once the document has a mistake, its credentials are only checked.
             if (!spec || !errors.empty()) continue;
+            if (pipeline) {
+                pipeline->push(i, std::move(*spec));
+                continue;
+            }
             const std::string id = spec->id;
             try {
                 on_credential(std::move(*spec));
             } catch (const Error &e) {
-                // The sink finds duplicates (the engine refuses a second id).
-                if (e.status() == Status::exists) {
-                    errors.add(JsonPath(path, "id"), "duplicate id \"" + id + "\"");
-                } else {
-                    errors.add(path, e.what());
-                }
+                sink_failed(i, id, e);
             }
+        }
+        if (pipeline) {
+            for (const auto &f : pipeline->finish())
+                sink_failed(f.index, f.id, f.error);
         }
     }
     if (!errors.empty()) throw Error(Status::config, "configuration: " + errors.text());

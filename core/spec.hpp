@@ -26,11 +26,10 @@ struct ProviderSpec {
 struct StoreSpec {
     enum class Kind { memory, file };
     Kind kind = Kind::memory;
-    std::filesystem::path path;
-    // Text equality: path's own operator== compares component by component.
-    bool operator==(const StoreSpec &o) const {
-        return kind == o.kind && path.native() == o.path.native();
-    }
+    // Kept as text: a std::filesystem::path splits itself into components on every
+    // move, which a million specs pay for.
+    std::string path;
+    bool operator==(const StoreSpec &) const = default;
 };
 
 struct CredentialSpec {

@@ -150,5 +150,35 @@ TEST(CredentialSpec, ParsesAloneWithPathsFromItsRoot) {
     }
 }
 
+// Large configurations are read on one thread and handed to the sink on another;
+// order, duplicates and their paths must come out as with a small one.
+std::string many_credentials(int count, int duplicate_at) {
+    std::string doc = R"({"credentials": [)";
+    for (int i = 0; i < count; ++i) {
+        int n = (i == duplicate_at) ? 7 : i;
+        if (i != 0) doc += ",";
+        doc +=
+            R"({"id": "c)" + std::to_string(n) + R"(", "provider": {"type": "hook", "name": "h"}})";
+    }
+    return doc + "]}";
+}
+
+TEST(Config, ALargeConfigurationArrivesInOrder) {
+    std::vector<std::string> ids;
+    load_engine_config(
+        many_credentials(10'000, -1),
+        [](const EngineSettings &, std::size_t count) { EXPECT_EQ(count, 10'000u); },
+        [&](CredentialSpec &&spec) { ids.push_back(spec.id); });
+    ASSERT_EQ(ids.size(), 10'000u);
+    for (int i = 0; i < 10'000; ++i)
+        ASSERT_EQ(ids[i], "c" + std::to_string(i));
+}
+
+TEST(Config, ALargeConfigurationReportsADuplicateAtItsPath) {
+    std::string message = config_error(many_credentials(10'000, 9'000));
+    EXPECT_NE(message.find("credentials[9000].id: duplicate id \"c7\""), std::string::npos)
+        << message.substr(0, 300);
+}
+
 }  // namespace
 }  // namespace keyturn

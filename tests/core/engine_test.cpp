@@ -111,7 +111,7 @@ EngineSettings manual_settings() {
 CredentialSpec file_spec(std::string id, const fs::path &path) {
     CredentialSpec s = spec(std::move(id));
     s.store.kind = StoreSpec::Kind::file;
-    s.store.path = path;
+    s.store.path = path.string();
     return s;
 }
 
