@@ -58,12 +58,6 @@ bool withdraw(std::uint64_t token) {
     return t.pending.erase(token) == 1;
 }
 
-bool is_outstanding(std::uint64_t token) {
-    Table &t = table();
-    std::lock_guard lock(t.mutex);
-    return t.pending.count(token) == 1;
-}
-
 Status complete(std::uint64_t token, RefreshOutcome &&outcome) {
     Pending claimed;
     {

@@ -85,9 +85,6 @@ std::uint64_t open(std::weak_ptr<CompletionTarget> target, std::uint32_t slot);
 bool withdraw(std::uint64_t token);
 // Claims the token and delivers the outcome to its target.
 Status complete(std::uint64_t token, RefreshOutcome &&outcome);
-// Claims the token only if it is outstanding, for a caller that must fail before it
-// can build an outcome (a malformed result): then delivers `outcome`.
-bool is_outstanding(std::uint64_t token);
 
 }  // namespace completions
 

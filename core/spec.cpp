@@ -29,7 +29,8 @@ std::optional<std::string> check_identifier(std::string_view id) {
 }
 
 std::size_t hash_of(const CredentialSpec &spec) noexcept {
-    // FNV-1a over the fields that tell specs apart; equality decides the rest.
+    // FNV-1a over the fields that tell specs apart; equality decides the rest. The
+    // id is left out: specs are shared between credentials once their id is moved out.
     std::uint64_t h = 1469598103934665603ull;
     auto bytes = [&h](const void *data, std::size_t size) {
         const auto *p = static_cast<const unsigned char *>(data);
@@ -40,7 +41,6 @@ std::size_t hash_of(const CredentialSpec &spec) noexcept {
     };
     auto text = [&](const std::string &s) { bytes(s.data(), s.size()); };
     auto value = [&](const auto &v) { bytes(&v, sizeof v); };
-    text(spec.id);
     text(spec.provider.name);
     text(spec.store.path);
     value(spec.policy.refresh_at);

@@ -2,7 +2,6 @@
 // Configuration: the engine's settings and each credential's spec, parsed from JSON
 // with every mistake reported at its JSON path.
 
-#include <filesystem>
 #include <functional>
 #include <optional>
 #include <string>

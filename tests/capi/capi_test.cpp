@@ -116,6 +116,17 @@ class CapiTest : public ::testing::Test {
         ASSERT_EQ(keyturn_credential_add(engine_, s.data(), s.size()), KEYTURN_OK) << last_error();
     }
 
+    // Adds `id` and starts the engine with a hook that records its requests and
+    // leaves them unanswered, for tests that answer (or never answer) themselves.
+    void start_with_silent_hook(const std::string &id) {
+        {
+            std::lock_guard lock(capture_.mutex);
+            capture_.answer = false;
+        }
+        add(id);
+        ASSERT_EQ(keyturn_engine_start(engine_), KEYTURN_OK);
+    }
+
     bool wait_for_value(const char *id) {
         for (int i = 0; i < 1000; ++i) {
             char buf[8];
@@ -314,12 +325,7 @@ TEST_F(CapiTest, AShortBufferReportsTheNeededSize) {
 }
 
 TEST_F(CapiTest, CompletionsAreSingleUseAndLateOnesAreStale) {
-    {
-        std::lock_guard lock(capture_.mutex);
-        capture_.answer = false;
-    }
-    add("api");
-    ASSERT_EQ(keyturn_engine_start(engine_), KEYTURN_OK);
+    start_with_silent_hook("api");
     ASSERT_TRUE(capture_.wait([&] { return !capture_.completions.empty(); }));
     keyturn_completion c = capture_.completions[0];
     const char result[] = R"({"value": "kt-secret-SENTINEL-1", "expires_in": 60})";
@@ -333,12 +339,7 @@ TEST_F(CapiTest, CompletionsAreSingleUseAndLateOnesAreStale) {
 }
 
 TEST_F(CapiTest, AHookThatNeverAnswersTimesOut) {
-    {
-        std::lock_guard lock(capture_.mutex);
-        capture_.answer = false;
-    }
-    add("api");
-    ASSERT_EQ(keyturn_engine_start(engine_), KEYTURN_OK);
+    start_with_silent_hook("api");
     ASSERT_TRUE(capture_.wait([&] {
         for (const auto &e : capture_.events) {
             if (e.find("refresh_failed") != std::string::npos) return true;
@@ -360,12 +361,7 @@ TEST_F(CapiTest, AHookThatNeverAnswersTimesOut) {
 }
 
 TEST_F(CapiTest, MalformedHookResultsFailTheRefreshAndSayWhy) {
-    {
-        std::lock_guard lock(capture_.mutex);
-        capture_.answer = false;
-    }
-    add("api");
-    ASSERT_EQ(keyturn_engine_start(engine_), KEYTURN_OK);
+    start_with_silent_hook("api");
     ASSERT_TRUE(capture_.wait([&] { return !capture_.completions.empty(); }));
     const char garbage[] = "{\"value\": \"kt-secret-SENTINEL-x\", \"expires_in\": \"soon\"}";
     EXPECT_EQ(check(keyturn_complete(capture_.completions[0], garbage, sizeof garbage - 1)),
