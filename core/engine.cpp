@@ -18,9 +18,11 @@
 #include <vector>
 
 #include "core/deadline_queue.hpp"
+#include "core/exec_provider.hpp"
 #include "core/hazard.hpp"
 #include "core/id_index.hpp"
 #include "core/refresh_policy.hpp"
+#include "core/rotator.hpp"
 #include "core/store.hpp"
 
 namespace keyturn {
@@ -98,6 +100,10 @@ namespace {
 
 constexpr std::size_t kDueBatch = 2048;
 
+// An exec program gets this much longer from the engine than from its runner, so that
+// the runner's timeout, which kills the process group, is the one that reports.
+constexpr Duration kExecGrace = std::chrono::seconds(5);
+
 // A refresh about to be handed to its provider, prepared under the mutex and
 // started after it is released.
 struct Launch {
@@ -133,7 +139,33 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
           timer_(io_),
           rng_(std::random_device{}()) {}
 
+    // The rotator calls back into this object; it is made once this object is owned
+    // by a shared_ptr.
+    void make_rotator() {
+        Rotator::Services services;
+        services.io = &io_;
+        services.clock = clock_;
+        services.hook_timeout = settings_.hook_timeout;
+        services.find_hook = [this](const std::string &name) {
+            std::lock_guard lock(mutex_);
+            auto it = providers_.find(name);
+            auto *hook = it == providers_.end() ? nullptr
+                                                : dynamic_cast<HookProvider *>(it->second.get());
+            if (hook == nullptr) {
+                throw Error(Status::not_found, "no hook named \"" + name + "\" is registered");
+            }
+            return hook->function();
+        };
+        services.emit = [this](std::vector<Event> events) { emit(std::move(events)); };
+        services.log = [this](LogLevel level, std::string line) { log(level, std::move(line)); };
+        rotator_ = std::make_shared<Rotator>(std::move(services));
+    }
+
+    Rotator &rotator() { return *rotator_; }
+    const Rotator &rotator() const { return *rotator_; }
+
     ~EngineCore() override {
+        rotator_.reset();
         // Handles may outlive the engine; they must see the credential as removed.
         for (auto &c : slots_) {
             if (c == nullptr) continue;
@@ -277,11 +309,37 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         return by_id_.size();
     }
 
+    std::vector<std::string> credential_ids() const {
+        std::lock_guard lock(mutex_);
+        std::vector<std::string> ids;
+        for (const auto &c : slots_)
+            if (c) ids.push_back(c->id());
+        std::sort(ids.begin(), ids.end());
+        return ids;
+    }
+
     // --- lifecycle ------------------------------------------------------------
 
     void start() {
-        std::vector<std::shared_ptr<Credential>> all;
         std::size_t count = 0;
+        {
+            std::lock_guard lock(mutex_);
+            if (started_) return;
+        }
+        // Secrets first: a missing hook there also starts nothing.
+        rotator_->start();
+        try {
+            start_credentials(count);
+        } catch (...) {
+            rotator_->begin_stop();
+            rotator_->end_stop();
+            throw;
+        }
+        log(LogLevel::info, "engine started with " + std::to_string(count) + " credential(s) and " +
+                                std::to_string(rotator_->size()) + " secret(s)");
+    }
+
+    void start_credentials(std::size_t &count) {
         {
             std::lock_guard lock(mutex_);
             if (started_) return;
@@ -309,7 +367,6 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
             }
             rearm();
         }
-        log(LogLevel::info, "engine started with " + std::to_string(count) + " credential(s)");
     }
 
     void stop(std::optional<Duration> drain) {
@@ -321,6 +378,11 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         stopping_ = true;
         const auto deadline =
             std::chrono::steady_clock::now() + drain.value_or(settings_.drain_timeout);
+        lock.unlock();
+        rotator_->begin_stop();
+        const std::size_t steps_left = rotator_->wait_drained(deadline);
+        rotator_->end_stop();
+        lock.lock();
         drained_.wait_until(lock, deadline, [this] { return in_flight_ == 0; });
         const std::size_t abandoned = in_flight_;
         started_ = false;
@@ -334,6 +396,12 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
                                        " refresh(es) still in flight; their results will be "
                                        "persisted if they arrive");
         }
+        if (steps_left != 0) {
+            log(LogLevel::warning, "engine stopping with " + std::to_string(steps_left) +
+                                       " rotation step(s) still in flight; the journal has the "
+                                       "last step that finished, and the next start resumes "
+                                       "from there");
+        }
         log(LogLevel::info, "engine stopped");
         // Threads finish every queued handler, pending events included, then return.
         work_.reset();
@@ -345,6 +413,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
 
     std::size_t poll() {
         process_due();
+        rotator_->process_due();
         if (io_.stopped()) io_.restart();
         return io_.poll();
     }
@@ -465,6 +534,10 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         return fail(c, token, now, std::get<RefreshFailure>(std::move(outcome)), prior);
     }
 
+    Status on_step_outcome(std::uint32_t, std::uint64_t, StepOutcome &&) override {
+        return Status::stale_completion;
+    }
+
   private:
     static constexpr int kLogOff = 1000;
 
@@ -480,7 +553,18 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
     }
 
     std::shared_ptr<Provider> resolve_provider(const std::string &id,
-                                               const CredentialSpec &spec) const {
+                                               const CredentialSpec &spec) {
+        if (spec.provider.type == "exec") {
+            ExecCommand command;
+            command.argv = spec.provider.command;
+            command.env = spec.provider.env;
+            command.timeout = spec.hook_timeout.value_or(settings_.hook_timeout);
+            return std::make_shared<ExecProvider>(
+                io_, std::move(command),
+                [weak = weak_from_this()](LogLevel level, std::string line) {
+                    if (auto self = weak.lock()) self->log(level, std::move(line));
+                });
+        }
         auto it = providers_.find(spec.provider.name);
         if (it == providers_.end()) {
             throw Error(Status::not_found, "credential \"" + id + "\": no hook named \"" +
@@ -612,8 +696,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
             const Duration timeout = st.spec->hook_timeout.value_or(settings_.hook_timeout);
             char seconds[32];
             std::snprintf(seconds, sizeof seconds, "%.3gs", to_seconds(timeout));
-            std::string text =
-                "the hook \"" + st.spec->provider.name + "\" did not answer within " + seconds;
+            std::string text = st.spec->provider.describe() + " did not answer within " + seconds;
             apply_failure(c, now, RefreshFailure{text, FailureAction::retry, std::nullopt}, events);
         }
         if (st.owner && !st.announced_expired && now >= st.owner->expires_at) {
@@ -634,6 +717,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         ++in_flight_;
         st.token = completions::open(weak_from_this(), st.slot);
         st.in_flight_deadline = now + st.spec->hook_timeout.value_or(settings_.hook_timeout);
+        if (st.spec->provider.type == "exec") st.in_flight_deadline += kExecGrace;
 
         Launch l;
         l.credential = slots_[st.slot];
@@ -813,7 +897,8 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
             state = "fresh";
         }
         o["state"] = state;
-        o["hook"] = st.spec->provider.name;
+        o["hook"] = st.spec->provider.type == "exec" ? st.spec->provider.command.front()
+                                                      : st.spec->provider.name;
         o["store"] = st.store->describe();
         if (st.owner) {
             o["version"] = st.owner->version;
@@ -931,6 +1016,8 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
     const bool manual_;
 
     asio::io_context io_;
+    // Declared after io_, so that it goes first: its timer belongs to io_.
+    std::shared_ptr<Rotator> rotator_;
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
     std::vector<std::thread> threads_;
     mutable std::mutex worker_ids_mutex_;
@@ -970,7 +1057,9 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
 // Engine
 
 Engine::Engine(EngineSettings settings, std::shared_ptr<const Clock> clock)
-    : core_(std::make_shared<EngineCore>(settings, std::move(clock))) {}
+    : core_(std::make_shared<EngineCore>(settings, std::move(clock))) {
+    core_->make_rotator();
+}
 
 Engine::~Engine() {
     try {
@@ -1029,6 +1118,37 @@ bool Engine::on_engine_thread() const {
 }
 void Engine::reserve(std::size_t count) {
     core_->reserve(count);
+}
+void Engine::add_secret(SecretSpec spec) {
+    core_->rotator().add(std::move(spec));
+}
+void Engine::remove_secret(std::string_view id) {
+    core_->rotator().remove(id);
+}
+std::string Engine::rotate_now(std::string_view id) {
+    return core_->rotator().rotate_now(id);
+}
+void Engine::seed_secret(std::string_view id, SecretBytes value) {
+    core_->rotator().seed(id, std::move(value));
+}
+SecretBytes Engine::read_secret(std::string_view id, std::string_view label,
+                                std::string *version) const {
+    const Rotator &r = core_->rotator();
+    SecretBytes value = r.read(id, label);
+    if (version != nullptr) *version = r.version_of(id, label);
+    return value;
+}
+std::string Engine::secret_status_json(std::string_view id) const {
+    return core_->rotator().status_json(id);
+}
+std::string Engine::secret_status_json() const {
+    return core_->rotator().status_json();
+}
+std::vector<std::string> Engine::secret_ids() const {
+    return core_->rotator().ids();
+}
+std::vector<std::string> Engine::credential_ids() const {
+    return core_->credential_ids();
 }
 
 }  // namespace keyturn

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/clock.hpp"
 #include "core/events.hpp"
@@ -107,6 +108,28 @@ class Engine {
 
     // Reserves room for `count` credentials, for bulk registration.
     void reserve(std::size_t count);
+
+    // --- secrets that keyturn rotates (see rotator.hpp) ------------------------
+
+    // Adds a secret; loads its store, or seeds it from its seed file. Throws
+    // Error(invalid_argument | exists | store | not_found).
+    void add_secret(SecretSpec spec);
+    // Throws Error(not_found).
+    void remove_secret(std::string_view id);
+    // Starts (or joins) a rotation; returns its version id. Throws
+    // Error(not_found | state | store).
+    std::string rotate_now(std::string_view id);
+    // Sets the first CURRENT value of a secret that has none. Throws
+    // Error(not_found | state | store).
+    void seed_secret(std::string_view id, SecretBytes value);
+    // A copy of the value labelled CURRENT, PREVIOUS or PENDING, and its version id.
+    // Throws Error(not_found | invalid_argument | not_ready).
+    SecretBytes read_secret(std::string_view id, std::string_view label,
+                            std::string *version = nullptr) const;
+    std::string secret_status_json(std::string_view id) const;
+    std::string secret_status_json() const;
+    std::vector<std::string> secret_ids() const;
+    std::vector<std::string> credential_ids() const;
 
   private:
     std::shared_ptr<EngineCore> core_;

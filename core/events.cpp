@@ -18,8 +18,31 @@ const char *event_type_name(EventType type) noexcept {
             return "expired";
         case EventType::removed:
             return "removed";
+        case EventType::rotation_started:
+            return "rotation_started";
+        case EventType::rotation_step:
+            return "rotation_step";
+        case EventType::rotated:
+            return "rotated";
+        case EventType::rotation_failed:
+            return "rotation_failed";
+        case EventType::rotation_abandoned:
+            return "rotation_abandoned";
     }
     return "unknown";
+}
+
+bool is_rotation_event(EventType type) noexcept {
+    switch (type) {
+        case EventType::rotation_started:
+        case EventType::rotation_step:
+        case EventType::rotated:
+        case EventType::rotation_failed:
+        case EventType::rotation_abandoned:
+            return true;
+        default:
+            return false;
+    }
 }
 
 LogLevel log_level_of(EventType type, bool persisted) noexcept {
@@ -33,7 +56,15 @@ LogLevel log_level_of(EventType type, bool persisted) noexcept {
         case EventType::expired:
             return LogLevel::error;
         case EventType::removed:
+        case EventType::rotation_started:
+        case EventType::rotated:
             return LogLevel::info;
+        case EventType::rotation_step:
+            return LogLevel::debug;
+        case EventType::rotation_failed:
+            return LogLevel::warning;
+        case EventType::rotation_abandoned:
+            return LogLevel::error;
     }
     return LogLevel::info;
 }
@@ -89,8 +120,35 @@ class FieldWriter {
 
 std::string Event::to_json() const {
     FieldWriter w;
-    w.text("type", event_type_name(type)).text("credential", credential).time("time", time);
+    w.text("type", event_type_name(type))
+        .text(secret ? "secret" : "credential", credential)
+        .time("time", time);
     switch (type) {
+        case EventType::rotation_started:
+            w.text("version", rotation_version).text("reason", reason);
+            break;
+        case EventType::rotation_step:
+            w.text("version", rotation_version).text("step", step);
+            break;
+        case EventType::rotated:
+            w.text("version", rotation_version)
+                .text("fingerprint", fingerprint)
+                .time("next_rotation_at", next_rotation_at);
+            break;
+        case EventType::rotation_failed:
+            w.text("version", rotation_version)
+                .text("step", step)
+                .text("error", error)
+                .integer("attempt", static_cast<std::uint64_t>(attempt))
+                .time("retry_at", retry_at);
+            break;
+        case EventType::rotation_abandoned:
+            w.text("version", rotation_version)
+                .text("step", step)
+                .text("error", error)
+                .integer("attempt", static_cast<std::uint64_t>(attempt))
+                .time("retry_at", retry_at);
+            break;
         case EventType::refreshed:
             w.integer("version", version)
                 .text("fingerprint", fingerprint)
@@ -125,8 +183,29 @@ std::string in_seconds(TimePoint from, std::optional<TimePoint> to) {
 }  // namespace
 
 std::string Event::to_log_line() const {
-    std::string line = "credential \"" + credential + "\": ";
+    std::string line =
+        (secret ? "secret \"" : "credential \"") + credential + "\": ";
     switch (type) {
+        case EventType::rotation_started:
+            line += "rotation to version " + rotation_version + " started (" + reason + ")";
+            break;
+        case EventType::rotation_step:
+            line += "step \"" + step + "\" of version " + rotation_version + " done";
+            break;
+        case EventType::rotated:
+            line += "rotated to version " + rotation_version + " (" + fingerprint +
+                    "), next rotation in " + in_seconds(time, next_rotation_at);
+            break;
+        case EventType::rotation_failed:
+            line += "step \"" + step + "\" of version " + rotation_version + " failed (attempt " +
+                    std::to_string(attempt) + "): " + error + "; retrying in " +
+                    in_seconds(time, retry_at);
+            break;
+        case EventType::rotation_abandoned:
+            line += "version " + rotation_version + " abandoned after " + std::to_string(attempt) +
+                    " failed attempt(s), last at step \"" + step + "\": " + error +
+                    "; a new version starts in " + in_seconds(time, retry_at);
+            break;
         case EventType::refreshed:
             line += "refreshed to version " + std::to_string(version) + " (" + fingerprint +
                     "), expires in " + in_seconds(time, expires_at) + ", next refresh in " +

@@ -53,37 +53,6 @@ class Fd {
     int fd_;
 };
 
-void put_secret(json::object &o, std::string_view key, const SecretBytes &s) {
-    if (is_utf8(s.reveal())) {
-        o[key] = json::string(s.reveal(), o.storage());
-    } else {
-        std::string encoded = base64_encode(s.reveal());
-        o[std::string(key) + "_base64"] = json::string(encoded, o.storage());
-        cleanse(encoded);
-    }
-}
-
-std::optional<SecretBytes> get_secret(const json::object &o, std::string_view key,
-                                      std::string_view where) {
-    if (const json::value *v = o.if_contains(key)) {
-        if (!v->is_string()) {
-            throw Error(Status::store,
-                        std::string(where) + ": \"" + std::string(key) + "\" is not a string");
-        }
-        return SecretBytes(std::string_view(v->get_string()));
-    }
-    if (const json::value *v = o.if_contains(std::string(key) + "_base64")) {
-        std::optional<SecretBytes> decoded;
-        if (v->is_string()) decoded = base64_decode(v->get_string());
-        if (!decoded) {
-            throw Error(Status::store,
-                        std::string(where) + ": \"" + std::string(key) + "_base64\" is not base64");
-        }
-        return decoded;
-    }
-    return std::nullopt;
-}
-
 }  // namespace
 
 void encode_snapshot(ScrubbedString &out, const Snapshot &s) {
@@ -160,65 +129,85 @@ void FileStore::set_fault_hook_for_testing(FaultHook hook) {
 }
 
 std::optional<Snapshot> FileStore::load() {
-    Fd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-    if (fd.get() < 0) {
-        if (errno == ENOENT) return std::nullopt;
-        fail(path_, "cannot open", errno);
-    }
-    struct stat st {};
-    if (::fstat(fd.get(), &st) != 0) fail(path_, "cannot stat", errno);
-    if (!S_ISREG(st.st_mode)) {
-        throw Error(Status::store, "file store " + path_.string() + ": not a regular file");
-    }
-    if ((st.st_mode & 077) != 0) {
-        throw Error(Status::store, "file store " + path_.string() +
-                                       ": readable by group or others (mode must be 0600)");
-    }
-    if (static_cast<std::size_t>(st.st_size) > kMaxFileSize) {
-        throw Error(Status::store, "file store " + path_.string() + ": too large");
-    }
-
-    ScrubbedString text;
-    text.str().resize(static_cast<std::size_t>(st.st_size));
-    std::size_t done = 0;
-    while (done < text.str().size()) {
-        ssize_t n = ::read(fd.get(), text.str().data() + done, text.str().size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) fail(path_, "cannot read", errno);
-        if (n == 0) break;
-        done += static_cast<std::size_t>(n);
-    }
-    text.str().resize(done);
-    return decode_snapshot(text.str(), "file store " + path_.string());
+    std::optional<ScrubbedString> text = read_private_file(path_);
+    if (!text) return std::nullopt;
+    return decode_snapshot(text->str(), "file store " + path_.string());
 }
 
 void FileStore::persist(const Snapshot &snapshot) {
     ScrubbedString text;
     encode_snapshot(text, snapshot);
+    write_file_atomically(path_, text.str());
+}
 
-    std::filesystem::path dir = path_.parent_path();
+std::optional<SecretState> FileSecretStore::load() {
+    std::optional<ScrubbedString> text = read_private_file(path_);
+    if (!text) return std::nullopt;
+    return decode_secret_state(text->str(), "file store " + path_.string());
+}
+
+void FileSecretStore::persist(const SecretState &state) {
+    ScrubbedString text;
+    encode_secret_state(text, state);
+    write_file_atomically(path_, text.str());
+}
+
+std::optional<ScrubbedString> read_private_file(const std::filesystem::path &path) {
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (fd.get() < 0) {
+        if (errno == ENOENT) return std::nullopt;
+        fail(path, "cannot open", errno);
+    }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) fail(path, "cannot stat", errno);
+    if (!S_ISREG(st.st_mode)) {
+        throw Error(Status::store, "file store " + path.string() + ": not a regular file");
+    }
+    if ((st.st_mode & 077) != 0) {
+        throw Error(Status::store, "file store " + path.string() +
+                                       ": readable by group or others (mode must be 0600)");
+    }
+    if (static_cast<std::size_t>(st.st_size) > kMaxFileSize) {
+        throw Error(Status::store, "file store " + path.string() + ": too large");
+    }
+
+    std::optional<ScrubbedString> text(std::in_place);
+    text->str().resize(static_cast<std::size_t>(st.st_size));
+    std::size_t done = 0;
+    while (done < text->str().size()) {
+        ssize_t n = ::read(fd.get(), text->str().data() + done, text->str().size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) fail(path, "cannot read", errno);
+        if (n == 0) break;
+        done += static_cast<std::size_t>(n);
+    }
+    text->str().resize(done);
+    return text;
+}
+
+void write_file_atomically(const std::filesystem::path &path, std::string_view bytes) {
+    std::filesystem::path dir = path.parent_path();
     if (dir.empty()) dir = ".";
-    std::string temp = (dir / ("." + path_.filename().string() + ".tmp.XXXXXX")).string();
+    std::string temp = (dir / ("." + path.filename().string() + ".tmp.XXXXXX")).string();
 
     // mkstemp creates the file with mode 0600 and O_EXCL.
     Fd fd(::mkostemp(temp.data(), O_CLOEXEC));
-    if (fd.get() < 0) fail(path_, "cannot create a temporary file in " + dir.string(), errno);
+    if (fd.get() < 0) fail(path, "cannot create a temporary file in " + dir.string(), errno);
     bool renamed = false;
     try {
         fault_point("created");
-        const std::string &bytes = text.str();
         std::size_t done = 0;
         while (done < bytes.size()) {
             ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
             if (n < 0 && errno == EINTR) continue;
-            if (n < 0) fail(path_, "cannot write " + temp, errno);
+            if (n < 0) fail(path, "cannot write " + temp, errno);
             done += static_cast<std::size_t>(n);
         }
         fault_point("written");
-        if (::fsync(fd.get()) != 0) fail(path_, "cannot fsync " + temp, errno);
-        if (::close(fd.release()) != 0) fail(path_, "cannot close " + temp, errno);
+        if (::fsync(fd.get()) != 0) fail(path, "cannot fsync " + temp, errno);
+        if (::close(fd.release()) != 0) fail(path, "cannot close " + temp, errno);
         fault_point("synced");
-        if (::rename(temp.c_str(), path_.c_str()) != 0) fail(path_, "cannot rename over", errno);
+        if (::rename(temp.c_str(), path.c_str()) != 0) fail(path, "cannot rename over", errno);
         renamed = true;
         fault_point("renamed");
     } catch (const Error &) {
@@ -227,8 +216,8 @@ void FileStore::persist(const Snapshot &snapshot) {
     }
 
     Fd dirfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (dirfd.get() < 0) fail(path_, "cannot open directory " + dir.string(), errno);
-    if (::fsync(dirfd.get()) != 0) fail(path_, "cannot fsync directory " + dir.string(), errno);
+    if (dirfd.get() < 0) fail(path, "cannot open directory " + dir.string(), errno);
+    if (::fsync(dirfd.get()) != 0) fail(path, "cannot fsync directory " + dir.string(), errno);
 }
 
 }  // namespace keyturn

@@ -68,11 +68,11 @@ void append_number(std::string &out, double d) {
 
 }  // namespace
 
-void write_hook_request(ScrubbedString &request, const RefreshRequest &r) {
+void write_hook_request(ScrubbedString &request, const RefreshRequest &r, std::string_view step) {
     std::string &out = request.str();
     // Reserved up front for the worst case (every byte escaped as \u00XX, six
     // bytes): a string that grew would leave unscrubbed copies of secrets behind.
-    std::size_t text_bytes = r.credential.size() + r.reason.size();
+    std::size_t text_bytes = r.credential.size() + r.reason.size() + step.size();
     if (r.current) text_bytes += r.current->value.size();
     if (r.refresh) text_bytes += r.refresh->size();
     if (r.metadata != nullptr) {
@@ -85,6 +85,10 @@ void write_hook_request(ScrubbedString &request, const RefreshRequest &r) {
     append_json_string(out, r.credential);
     out += ",\"reason\":";
     append_json_string(out, r.reason);
+    if (!step.empty()) {
+        out += ",\"step\":";
+        append_json_string(out, step);
+    }
     out += ",\"attempt\":" + std::to_string(r.attempt);
     out += ",\"current\":";
     if (r.current == nullptr) {

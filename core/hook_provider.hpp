@@ -19,13 +19,17 @@ class HookProvider final : public Provider {
 
     explicit HookProvider(Function function) : function_(std::move(function)) {}
     void refresh(const RefreshRequest &request, Completion completion) override;
+    const Function &function() const noexcept { return function_; }
 
   private:
     Function function_;
 };
 
-// Writes the request document described in keyturn.h into `out`.
-void write_hook_request(ScrubbedString &out, const RefreshRequest &request);
+// Writes the request document described in keyturn.h into `out`. A non-empty `step`
+// adds a top-level "step" field naming what the hook is asked to do ("refresh"); exec
+// hooks receive it, callback hooks do not.
+void write_hook_request(ScrubbedString &out, const RefreshRequest &request,
+                        std::string_view step = {});
 
 // Reads a result document (keyturn.h describes it). Throws Error(config) naming the
 // field that is wrong; the message never quotes a value.

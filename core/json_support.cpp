@@ -252,4 +252,35 @@ bool is_utf8(std::string_view bytes) noexcept {
     return true;
 }
 
+void put_secret(json::object &o, std::string_view key, const SecretBytes &s) {
+    if (is_utf8(s.reveal())) {
+        o[key] = json::string(s.reveal(), o.storage());
+    } else {
+        std::string encoded = base64_encode(s.reveal());
+        o[std::string(key) + "_base64"] = json::string(encoded, o.storage());
+        cleanse(encoded);
+    }
+}
+
+std::optional<SecretBytes> get_secret(const json::object &o, std::string_view key,
+                                      std::string_view where) {
+    if (const json::value *v = o.if_contains(key)) {
+        if (!v->is_string()) {
+            throw Error(Status::store,
+                        std::string(where) + ": \"" + std::string(key) + "\" is not a string");
+        }
+        return SecretBytes(std::string_view(v->get_string()));
+    }
+    if (const json::value *v = o.if_contains(std::string(key) + "_base64")) {
+        std::optional<SecretBytes> decoded;
+        if (v->is_string()) decoded = base64_decode(v->get_string());
+        if (!decoded) {
+            throw Error(Status::store,
+                        std::string(where) + ": \"" + std::string(key) + "_base64\" is not base64");
+        }
+        return decoded;
+    }
+    return std::nullopt;
+}
+
 }  // namespace keyturn

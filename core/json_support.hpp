@@ -93,6 +93,13 @@ std::string base64_encode(std::string_view bytes);
 // Returns nothing for text that is not base64.
 std::optional<SecretBytes> base64_decode(std::string_view text);
 
+// A secret as a member of a JSON object: "key" when it is UTF-8, else "key_base64".
+void put_secret(boost::json::object &o, std::string_view key, const SecretBytes &s);
+// Reads what put_secret wrote; nothing when neither key is present. Throws
+// Error(store) naming `where` when the member is malformed.
+std::optional<SecretBytes> get_secret(const boost::json::object &o, std::string_view key,
+                                      std::string_view where);
+
 // True when the bytes are valid UTF-8, so they can travel in a JSON string.
 bool is_utf8(std::string_view bytes) noexcept;
 

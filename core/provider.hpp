@@ -50,12 +50,28 @@ struct RefreshFailure {
 
 using RefreshOutcome = std::variant<RefreshSuccess, RefreshFailure>;
 
+// The answer to one step of a rotation: the new value for create, nothing for the
+// other steps; or why the step failed.
+struct StepSuccess {
+    std::optional<SecretBytes> value;
+};
+struct StepFailure {
+    std::string reason;
+    std::optional<Duration> retry_after;
+};
+using StepOutcome = std::variant<StepSuccess, StepFailure>;
+
+// What a completion token answers: a refresh, or a step of a rotation.
+enum class CompletionKind { refresh, step };
+
 // The other end of a completion: the engine. Outcomes arrive here.
 class CompletionTarget {
   public:
     virtual ~CompletionTarget() = default;
     virtual Status on_outcome(std::uint32_t slot, std::uint64_t token,
                               RefreshOutcome &&outcome) = 0;
+    virtual Status on_step_outcome(std::uint32_t slot, std::uint64_t token,
+                                   StepOutcome &&outcome) = 0;
 };
 
 // A ticket for one outstanding request. Cheap to copy; completing it twice, late, or
@@ -79,12 +95,17 @@ class Provider {
 // The process-wide table of outstanding completions. Tokens are never reused.
 namespace completions {
 
-std::uint64_t open(std::weak_ptr<CompletionTarget> target, std::uint32_t slot);
+std::uint64_t open(std::weak_ptr<CompletionTarget> target, std::uint32_t slot,
+                   CompletionKind kind = CompletionKind::refresh);
+// The kind of an outstanding token, or nothing when it is not outstanding.
+std::optional<CompletionKind> kind_of(std::uint64_t token);
 // Withdraws a token (on timeout or removal). True if it was still outstanding; false
 // if it had already been claimed by a completion, which will finish the refresh.
 bool withdraw(std::uint64_t token);
-// Claims the token and delivers the outcome to its target.
+// Claims the token and delivers the outcome to its target. A token of the other
+// kind is left outstanding and the call fails with Status::invalid_argument.
 Status complete(std::uint64_t token, RefreshOutcome &&outcome);
+Status complete(std::uint64_t token, StepOutcome &&outcome);
 
 }  // namespace completions
 

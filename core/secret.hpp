@@ -62,6 +62,19 @@ class ScrubbedString {
     explicit ScrubbedString(std::string text) : text_(std::move(text)) {}
     ScrubbedString(const ScrubbedString &) = delete;
     ScrubbedString &operator=(const ScrubbedString &) = delete;
+    // Moving leaves nothing behind: a short string lives inside the object itself, so
+    // the source's buffer is overwritten too.
+    ScrubbedString(ScrubbedString &&other) noexcept : text_(std::move(other.text_)) {
+        cleanse(other.text_.data(), other.text_.capacity());
+    }
+    ScrubbedString &operator=(ScrubbedString &&other) noexcept {
+        if (this != &other) {
+            cleanse(text_.data(), text_.capacity());
+            text_ = std::move(other.text_);
+            cleanse(other.text_.data(), other.text_.capacity());
+        }
+        return *this;
+    }
     ~ScrubbedString() { cleanse(text_.data(), text_.capacity()); }
     std::string &str() noexcept { return text_; }
     const std::string &str() const noexcept { return text_; }

@@ -8,6 +8,7 @@
 #include <unordered_set>
 
 #include "core/json_support.hpp"
+#include "core/rotation.hpp"
 #include "core/status.hpp"
 
 namespace keyturn {
@@ -26,6 +27,11 @@ std::optional<std::string> check_identifier(std::string_view id) {
         if (!ok) return "may contain only letters, digits and . _ - : @ /";
     }
     return std::nullopt;
+}
+
+std::string HookSpec::describe() const {
+    if (type == "exec") return "exec hook \"" + (command.empty() ? "" : command[0]) + "\"";
+    return "hook \"" + name + "\"";
 }
 
 std::size_t hash_of(const CredentialSpec &spec) noexcept {
@@ -85,21 +91,75 @@ void read_policy(const json::value &value, const JsonPath &path, JsonErrors &err
     }
 }
 
-void read_provider(const json::value &value, const JsonPath &path, JsonErrors &errors,
-                   ProviderSpec &out) {
-    ObjectReader r(value, path, errors);
-    r.allow_only({"type", "name"});
-    if (auto type = r.string("type", true)) {
-        if (*type != "hook") {
-            errors.add(JsonPath(path, "type"), "expected \"hook\" (the only provider so far)");
+bool is_env_name(std::string_view name) {
+    if (name.empty() || (name[0] >= '0' && name[0] <= '9')) return false;
+    for (char c : name) {
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_')) {
+            return false;
         }
-        out.type = *type;
     }
-    if (auto name = r.string("name", true)) {
-        if (auto why = check_identifier(*name)) {
-            errors.add(JsonPath(path, "name"), "hook name " + *why);
+    return true;
+}
+
+void read_hook(const json::value &value, const JsonPath &path, JsonErrors &errors,
+               HookSpec &out) {
+    ObjectReader r(value, path, errors);
+    r.allow_only({"type", "name", "command", "env"});
+    auto type = r.string("type", true);
+    if (!type) return;
+    out.type = *type;
+    if (*type == "hook") {
+        if (auto name = r.string("name", true)) {
+            if (auto why = check_identifier(*name)) {
+                errors.add(JsonPath(path, "name"), "hook name " + *why);
+            }
+            out.name = *name;
         }
-        out.name = *name;
+        if (r.has("command")) errors.add(JsonPath(path, "command"), "only an exec hook has one");
+        if (r.has("env")) errors.add(JsonPath(path, "env"), "only an exec hook has one");
+        return;
+    }
+    if (*type != "exec") {
+        errors.add(JsonPath(path, "type"), "expected \"hook\" or \"exec\"");
+        return;
+    }
+    if (r.has("name")) errors.add(JsonPath(path, "name"), "an exec hook has a command, not a name");
+    const JsonPath command_path(path, "command");
+    const json::value *command = r.raw("command");
+    const json::array *argv = command != nullptr ? command->if_array() : nullptr;
+    if (argv == nullptr || argv->empty()) {
+        errors.add(command_path, "expected a non-empty array of strings: the program and its "
+                                 "arguments");
+    } else {
+        for (std::size_t i = 0; i < argv->size(); ++i) {
+            const json::string *arg = (*argv)[i].if_string();
+            if (arg == nullptr || (i == 0 && arg->empty()) ||
+                arg->find('\0') != json::string::npos) {
+                errors.add(JsonPath(command_path, i),
+                           i == 0 ? "expected the program's path" : "expected a string");
+                continue;
+            }
+            out.command.emplace_back(*arg);
+        }
+    }
+    if (const json::value *env = r.raw("env")) {
+        const JsonPath env_path(path, "env");
+        const json::object *vars = env->if_object();
+        if (vars == nullptr) {
+            errors.add(env_path, "expected an object of strings");
+            return;
+        }
+        for (const auto &item : *vars) {
+            const json::string *v = item.value().if_string();
+            if (!is_env_name(item.key())) {
+                errors.add(JsonPath(env_path, item.key()), "not a valid environment variable name");
+            } else if (v == nullptr || v->find('\0') != json::string::npos) {
+                errors.add(JsonPath(env_path, item.key()), "expected a string");
+            } else {
+                out.env.emplace_back(item.key(), *v);
+            }
+        }
     }
 }
 
@@ -260,7 +320,7 @@ std::optional<CredentialSpec> read_credential_spec(const json::value &value, con
         spec.id = *id;
     }
     if (const json::value *p = r.raw("provider")) {
-        read_provider(*p, JsonPath(path, "provider"), mine, spec.provider);
+        read_hook(*p, JsonPath(path, "provider"), mine, spec.provider);
     } else if (r.valid()) {
         mine.add(JsonPath(path, "provider"), "is required");
     }
@@ -286,6 +346,82 @@ std::optional<CredentialSpec> read_credential_spec(const json::value &value, con
     return spec;
 }
 
+std::optional<SecretSpec> read_secret_spec(const json::value &value, const JsonPath &path,
+                                           JsonErrors &errors) {
+    JsonErrors mine;
+    SecretSpec spec;
+    ObjectReader r(value, path, mine);
+    r.allow_only({"id", "hook", "hooks", "store", "schedule", "retry", "keep_versions",
+                  "hook_timeout", "seed_file", "metadata"});
+    if (auto id = r.string("id", true)) {
+        if (auto why = check_identifier(*id)) mine.add(JsonPath(path, "id"), "id " + *why);
+        spec.id = *id;
+    }
+    if (const json::value *h = r.raw("hook")) {
+        spec.hook.emplace();
+        read_hook(*h, JsonPath(path, "hook"), mine, *spec.hook);
+    }
+    if (const json::value *h = r.raw("hooks")) {
+        const JsonPath hooks_path(path, "hooks");
+        ObjectReader hr(*h, hooks_path, mine);
+        hr.allow_only({"create", "set", "test", "finish"});
+        for (int step = 0; step < 4; ++step) {
+            const char *name = step_name(static_cast<RotationStep>(step));
+            if (const json::value *one = hr.raw(name)) {
+                spec.steps[step].emplace();
+                read_hook(*one, JsonPath(hooks_path, name), mine, *spec.steps[step]);
+            } else if (hr.valid() && !spec.hook) {
+                mine.add(JsonPath(hooks_path, name), "is required when there is no \"hook\"");
+            }
+        }
+    } else if (r.valid() && !spec.hook) {
+        mine.add(JsonPath(path, "hook"), "is required (or \"hooks\", one per step)");
+    }
+    if (const json::value *s = r.raw("store")) {
+        read_store(*s, JsonPath(path, "store"), mine, spec.store);
+    }
+    if (const json::value *s = r.raw("schedule")) {
+        spec.schedule = read_schedule(*s, JsonPath(path, "schedule"), mine);
+    }
+    if (const json::value *retry = r.raw("retry")) {
+        const JsonPath retry_path(path, "retry");
+        ObjectReader rr(*retry, retry_path, mine);
+        rr.allow_only({"backoff", "max_attempts"});
+        if (const json::value *b = rr.raw("backoff")) {
+            read_backoff(*b, JsonPath(retry_path, "backoff"), mine, spec.backoff);
+        }
+        if (auto n = rr.integer("max_attempts", 1, 1000)) spec.max_attempts = static_cast<int>(*n);
+    }
+    if (auto n = r.integer("keep_versions", 0, 100)) spec.keep_versions = static_cast<int>(*n);
+    if (auto d = r.duration("hook_timeout", std::chrono::milliseconds(1), kMaxDuration)) {
+        spec.hook_timeout = *d;
+    }
+    if (auto f = r.string("seed_file")) {
+        if (f->empty() || f->find('\0') != std::string::npos) {
+            mine.add(JsonPath(path, "seed_file"), "expected the path of a file");
+        } else {
+            spec.seed_file = *f;
+        }
+    }
+    if (const json::value *m = r.raw("metadata")) {
+        read_metadata(*m, JsonPath(path, "metadata"), mine, spec.metadata);
+    }
+    if (!mine.empty()) {
+        for (const auto &line : mine.lines())
+            errors.add("", line);
+        return std::nullopt;
+    }
+    return spec;
+}
+
+SecretSpec parse_secret_spec(std::string_view json_text) {
+    json::value value = parse_plain(json_text, kMaxSpecSize, "secret spec");
+    JsonErrors errors;
+    auto spec = read_secret_spec(value, JsonPath(), errors);
+    if (!spec) throw Error(Status::config, "secret spec: " + errors.text());
+    return std::move(*spec);
+}
+
 CredentialSpec parse_credential_spec(std::string_view json_text) {
     // A spec is small: parse it into a buffer on the stack, not the heap.
     unsigned char buffer[4096];
@@ -298,7 +434,7 @@ CredentialSpec parse_credential_spec(std::string_view json_text) {
 }
 
 void load_engine_config(std::string_view json_text, const SettingsSink &on_settings,
-                        const CredentialSink &on_credential) {
+                        const CredentialSink &on_credential, const SecretSink &on_secret) {
     // The whole document is freed at once: a monotonic arena makes parsing and
     // freeing a configuration of a million credentials cheap.
     json::monotonic_resource arena;
@@ -308,7 +444,7 @@ void load_engine_config(std::string_view json_text, const SettingsSink &on_setti
 
     const JsonPath root;
     ObjectReader top(value, root, errors);
-    top.allow_only({"engine", "credentials"});
+    top.allow_only({"engine", "credentials", "secrets"});
     if (const json::value *e = top.raw("engine")) {
         const JsonPath engine_path(root, "engine");
         ObjectReader r(*e, engine_path, errors);
@@ -362,6 +498,33 @@ void load_engine_config(std::string_view json_text, const SettingsSink &on_setti
                 sink_failed(f.index, f.id, f.error);
         }
     }
+    if (const json::value *sv = top.raw("secrets")) {
+        const JsonPath secrets_path(root, "secrets");
+        const json::array *secrets = sv->if_array();
+        if (secrets == nullptr) {
+            errors.add(secrets_path, "expected an array of secret specs");
+        } else if (!on_secret && !secrets->empty()) {
+            errors.add(secrets_path, "secrets are not accepted here");
+        } else {
+            std::unordered_set<std::string> seen;
+            for (std::size_t i = 0; i < secrets->size(); ++i) {
+                const JsonPath path(secrets_path, i);
+                auto spec = read_secret_spec((*secrets)[i], path, errors);
+                if (!spec) continue;
+                if (!seen.insert(spec->id).second) {
+                    errors.add(JsonPath(path, "id"), "duplicate id \"" + spec->id + "\"");
+                    continue;
+                }
+                if (!errors.empty()) continue;
+                const std::string id = spec->id;
+                try {
+                    on_secret(std::move(*spec));
+                } catch (const Error &e) {
+                    errors.add(path, e.what());
+                }
+            }
+        }
+    }
     if (!errors.empty()) throw Error(Status::config, "configuration: " + errors.text());
 }
 
@@ -378,7 +541,8 @@ EngineConfig parse_engine_config(std::string_view json_text) {
                 throw Error(Status::exists, "duplicate id \"" + spec.id + "\"");
             }
             config.credentials.push_back(std::move(spec));
-        });
+        },
+        [&](SecretSpec &&spec) { config.secrets.push_back(std::move(spec)); });
     return config;
 }
 

@@ -2,6 +2,7 @@
 // Configuration: the engine's settings and each credential's spec, parsed from JSON
 // with every mistake reported at its JSON path.
 
+#include <array>
 #include <functional>
 #include <optional>
 #include <string>
@@ -11,16 +12,27 @@
 #include <boost/json/fwd.hpp>
 
 #include "core/refresh_policy.hpp"
+#include "core/schedule.hpp"
 #include "core/snapshot.hpp"
 
 namespace keyturn {
 
-struct ProviderSpec {
+// Who answers a request: a refresh of a credential, or a step of a rotation.
+struct HookSpec {
     // "hook": a callback registered through the C ABI under `name`.
+    // "exec": the program `command` (argv, no shell), request on standard input,
+    // result on standard output.
     std::string type = "hook";
     std::string name;
-    bool operator==(const ProviderSpec &) const = default;
+    std::vector<std::string> command;
+    // Extra environment for an exec program; never secrets.
+    std::vector<std::pair<std::string, std::string>> env;
+    bool operator==(const HookSpec &) const = default;
+
+    // "hook \"name\"" or "exec hook \"/path\"", for messages.
+    std::string describe() const;
 };
+using ProviderSpec = HookSpec;
 
 struct StoreSpec {
     enum class Kind { memory, file };
@@ -42,6 +54,31 @@ struct CredentialSpec {
     bool operator==(const CredentialSpec &) const = default;
 };
 
+// A secret that keyturn rotates through create, set, test and finish.
+struct SecretSpec {
+    std::string id;
+    // The hook for every step, unless `steps` names one for that step.
+    std::optional<HookSpec> hook;
+    // Indexed by RotationStep: create, set, test, finish.
+    std::array<std::optional<HookSpec>, 4> steps;
+    StoreSpec store;
+    // Without a schedule a secret rotates only when asked to (and once at first,
+    // when it has no value at all).
+    std::optional<RotationSchedule> schedule;
+    BackoffPolicy backoff{std::chrono::seconds(5), 2.0, std::chrono::minutes(30), 0.2};
+    // Failed attempts after which a version id is abandoned and a new one started.
+    int max_attempts = 5;
+    // Past versions kept besides CURRENT: 1 keeps PREVIOUS only.
+    int keep_versions = 1;
+    std::optional<Duration> hook_timeout;
+    // A file holding the first CURRENT value, read when the store has none.
+    std::string seed_file;
+    Metadata metadata;
+
+    // The hook that runs `step` (steps are numbered as RotationStep).
+    const HookSpec &hook_for(int step) const { return steps[step] ? *steps[step] : *hook; }
+};
+
 // A hash over the fields that usually differ between specs.
 std::size_t hash_of(const CredentialSpec &spec) noexcept;
 
@@ -54,6 +91,7 @@ struct EngineSettings {
 struct EngineConfig {
     EngineSettings engine;
     std::vector<CredentialSpec> credentials;
+    std::vector<SecretSpec> secrets;
 };
 
 inline constexpr std::size_t kMaxIdLength = 256;
@@ -66,6 +104,7 @@ std::optional<std::string> check_identifier(std::string_view id);
 
 // Throw Error(config) listing every mistake, one per line.
 CredentialSpec parse_credential_spec(std::string_view json_text);
+SecretSpec parse_secret_spec(std::string_view json_text);
 EngineConfig parse_engine_config(std::string_view json_text);
 
 // The same without holding every spec at once: `on_settings` receives the engine's
@@ -74,13 +113,18 @@ EngineConfig parse_engine_config(std::string_view json_text);
 // one Error(config) listing every mistake with its path.
 using SettingsSink = std::function<void(const EngineSettings &, std::size_t count)>;
 using CredentialSink = std::function<void(CredentialSpec &&)>;
+using SecretSink = std::function<void(SecretSpec &&)>;
+// Secrets come after every credential. Without `on_secret`, a configuration with
+// secrets is refused.
 void load_engine_config(std::string_view json_text, const SettingsSink &on_settings,
-                        const CredentialSink &on_credential);
+                        const CredentialSink &on_credential, const SecretSink &on_secret = {});
 
 // Lower-level forms that add mistakes to `errors` under `path`, for composing.
 class JsonErrors;
 class JsonPath;
 std::optional<CredentialSpec> read_credential_spec(const boost::json::value &value,
                                                    const JsonPath &path, JsonErrors &errors);
+std::optional<SecretSpec> read_secret_spec(const boost::json::value &value, const JsonPath &path,
+                                           JsonErrors &errors);
 
 }  // namespace keyturn

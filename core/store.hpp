@@ -9,6 +9,8 @@
 #include <optional>
 #include <string_view>
 
+#include "core/rotation.hpp"
+#include "core/secret.hpp"
 #include "core/snapshot.hpp"
 
 namespace keyturn {
@@ -52,10 +54,47 @@ class FileStore final : public Store {
     std::filesystem::path path_;
 };
 
+// Where a rotating secret's versions and journal live. A persist is the journal
+// write: it is durable before the next step of a rotation runs.
+class SecretStore {
+  public:
+    virtual ~SecretStore() = default;
+    // Throws Error(store) when something is stored but cannot be read.
+    virtual std::optional<SecretState> load() = 0;
+    // Throws Error(store).
+    virtual void persist(const SecretState &state) = 0;
+    virtual std::string describe() const = 0;
+};
+
+class MemorySecretStore final : public SecretStore {
+  public:
+    std::optional<SecretState> load() override { return std::nullopt; }
+    void persist(const SecretState &) override {}
+    std::string describe() const override { return "memory"; }
+};
+
+// A JSON file written as FileStore writes (atomic, durable, mode 0600).
+class FileSecretStore final : public SecretStore {
+  public:
+    explicit FileSecretStore(std::filesystem::path path) : path_(std::move(path)) {}
+    std::optional<SecretState> load() override;
+    void persist(const SecretState &state) override;
+    std::string describe() const override { return "file " + path_.string(); }
+
+  private:
+    std::filesystem::path path_;
+};
+
 // The file format, shared with tests: serialize to JSON text (scrubbed on release)
 // and back. Throws Error(store) on a malformed document, naming the field.
-class ScrubbedString;
 void encode_snapshot(ScrubbedString &out, const Snapshot &snapshot);
 Snapshot decode_snapshot(std::string_view text, std::string_view where);
+
+// The two halves of every file keyturn keeps. Reading refuses a file that is not
+// regular, is larger than 8 MiB, or is readable by group or others; a missing file
+// gives nothing. Writing is atomic and durable as FileStore describes, and the
+// fault hook applies to it. Both throw Error(store) naming the file and the cause.
+std::optional<ScrubbedString> read_private_file(const std::filesystem::path &path);
+void write_file_atomically(const std::filesystem::path &path, std::string_view bytes);
 
 }  // namespace keyturn
