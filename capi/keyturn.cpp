@@ -18,6 +18,7 @@
 #include "core/json_support.hpp"
 #include "core/secret.hpp"
 #include "core/spec.hpp"
+#include "core/step_hook.hpp"
 
 using keyturn::Error;
 using keyturn::Status;
@@ -139,7 +140,8 @@ keyturn::LogLevel to_level(int level) {
 }
 
 // Delivers `outcome` for `completion`; a stale completion wins over `status`.
-int finish(keyturn_completion completion, keyturn::RefreshOutcome outcome, Status status,
+template <class Outcome>
+int finish(keyturn_completion completion, Outcome outcome, Status status,
            const std::string &message) {
     Status delivered = keyturn::completions::complete(completion, std::move(outcome));
     if (delivered == Status::stale_completion) {
@@ -151,7 +153,14 @@ int finish(keyturn_completion completion, keyturn::RefreshOutcome outcome, Statu
     if (delivered == Status::store) {
         throw Error(Status::store, "the new value could not be persisted; it is held in memory");
     }
+    if (delivered == Status::config) {
+        throw Error(Status::config, "the result does not fit the step; the step failed");
+    }
     return static_cast<int>(delivered);
+}
+
+bool is_step(keyturn_completion completion) {
+    return keyturn::completions::kind_of(completion) == keyturn::CompletionKind::step;
 }
 
 }  // namespace
@@ -224,7 +233,8 @@ int keyturn_engine_new(keyturn_engine **out, const char *config, size_t len) {
                 engine = std::make_unique<keyturn_engine>(settings);
                 engine->engine.reserve(count);
             },
-            [&](keyturn::CredentialSpec &&spec) { engine->engine.add(std::move(spec)); });
+            [&](keyturn::CredentialSpec &&spec) { engine->engine.add(std::move(spec)); },
+            [&](keyturn::SecretSpec &&spec) { engine->engine.add_secret(std::move(spec)); });
         *out = engine.release();
         return Status::ok;
     });
@@ -283,6 +293,17 @@ int keyturn_hook_register(keyturn_engine *engine, const char *name, keyturn_refr
 int keyturn_complete(keyturn_completion completion, const char *result_json, size_t len) {
     return guarded([&] {
         std::string_view text = text_arg(result_json, len, "result_json");
+        if (is_step(completion)) {
+            keyturn::StepOutcome step;
+            try {
+                step = keyturn::parse_step_result(text, std::nullopt);
+            } catch (const Error &e) {
+                std::string why = std::string("the hook returned a malformed result: ") + e.what();
+                return finish(completion, keyturn::StepOutcome(keyturn::StepFailure{why, {}}),
+                              Status::config, e.what());
+            }
+            return finish(completion, std::move(step), Status::ok, {});
+        }
         keyturn::RefreshOutcome outcome;
         try {
             outcome = keyturn::parse_hook_result(text);
@@ -307,6 +328,19 @@ int keyturn_complete_value(keyturn_completion completion, const void *value, siz
                       std::to_string(keyturn::kMaxValueSize) + " are allowed";
         } else if (!std::isfinite(expires_in) || expires_in < 0 || expires_in > 3.2e9) {
             problem = "expires_in must be a number of seconds from 0 up";
+        }
+        if (is_step(completion)) {
+            if (len == 0) problem = "the value is empty";
+            if (!problem.empty()) {
+                return finish(completion,
+                              keyturn::StepOutcome(keyturn::StepFailure{
+                                  "the hook returned an unusable value: " + problem, {}}),
+                              Status::invalid_argument, problem);
+            }
+            return finish(
+                completion,
+                keyturn::StepOutcome(keyturn::StepSuccess{keyturn::SecretBytes(value, len)}),
+                Status::ok, {});
         }
         if (!problem.empty()) {
             return finish(completion,
@@ -344,6 +378,12 @@ int keyturn_complete_error(keyturn_completion completion, int action, const char
         if (retry_after > 0) failure.retry_after = keyturn::seconds_to_duration(retry_after);
         failure.reason = message != nullptr ? std::string(message, ::strnlen(message, 4096))
                                             : "the hook reported a failure";
+        if (is_step(completion)) {
+            return finish(completion,
+                          keyturn::StepOutcome(
+                              keyturn::StepFailure{std::move(failure.reason), failure.retry_after}),
+                          Status::ok, {});
+        }
         return finish(completion, std::move(failure), Status::ok, {});
     });
 }
@@ -387,6 +427,79 @@ int keyturn_engine_status(char **out, keyturn_engine *engine) {
         require(out, "out");
         require(engine, "engine");
         *out = copy_out(engine->engine.status_json());
+        return Status::ok;
+    });
+}
+
+int keyturn_secret_add(keyturn_engine *engine, const char *spec, size_t len) {
+    return guarded([&] {
+        require(engine, "engine");
+        std::string_view text = text_arg(spec, len, "spec");
+        engine->engine.add_secret(keyturn::parse_secret_spec(text));
+        return Status::ok;
+    });
+}
+
+int keyturn_secret_remove(keyturn_engine *engine, const char *id) {
+    return guarded([&] {
+        require(engine, "engine");
+        engine->engine.remove_secret(identifier(id, "secret id"));
+        return Status::ok;
+    });
+}
+
+int keyturn_secret_rotate(char **out_version, keyturn_engine *engine, const char *id) {
+    return guarded([&] {
+        require(engine, "engine");
+        std::string version = engine->engine.rotate_now(identifier(id, "secret id"));
+        if (out_version != nullptr) *out_version = copy_out(version);
+        return Status::ok;
+    });
+}
+
+int keyturn_secret_seed(keyturn_engine *engine, const char *id, const void *value, size_t len) {
+    return guarded([&] {
+        require(engine, "engine");
+        std::string_view secret_id = identifier(id, "secret id");
+        require(value, "value");
+        if (len == 0 || len > keyturn::kMaxValueSize) {
+            throw invalid("the value is " + std::to_string(len) + " bytes; 1 to " +
+                          std::to_string(keyturn::kMaxValueSize) + " are allowed");
+        }
+        engine->engine.seed_secret(secret_id, keyturn::SecretBytes(value, len));
+        return Status::ok;
+    });
+}
+
+int keyturn_secret_read(keyturn_engine *engine, const char *id, const char *label, void *buf,
+                        size_t cap, size_t *out_len) {
+    return guarded([&] {
+        require(engine, "engine");
+        std::string_view secret_id = identifier(id, "secret id");
+        require(out_len, "out_len");
+        if (buf == nullptr && cap != 0) throw invalid("buf is NULL");
+        std::string_view which = label != nullptr ? std::string_view(label, ::strnlen(label, 64))
+                                                  : std::string_view("CURRENT");
+        keyturn::SecretBytes value = engine->engine.read_secret(secret_id, which);
+        *out_len = value.size();
+        if (value.size() > cap) {
+            throw Error(Status::buffer_too_small,
+                        "secret \"" + std::string(secret_id) + "\": the value is " +
+                            std::to_string(value.size()) + " bytes; the buffer holds " +
+                            std::to_string(cap));
+        }
+        if (!value.empty()) std::memcpy(buf, value.data(), value.size());
+        return Status::ok;
+    });
+}
+
+int keyturn_secret_status(char **out, keyturn_engine *engine, const char *id) {
+    return guarded([&] {
+        require(out, "out");
+        require(engine, "engine");
+        *out = copy_out(id == nullptr
+                            ? engine->engine.secret_status_json()
+                            : engine->engine.secret_status_json(identifier(id, "secret id")));
         return Status::ok;
     });
 }

@@ -363,15 +363,155 @@ KEYTURN_API int keyturn_credential_read(const keyturn_credential *cred, void *bu
 KEYTURN_API void keyturn_credential_close(keyturn_credential *cred);
 
 /* ---------------------------------------------------------------------------------
+ * Secrets and their rotation
+ *
+ * A secret is a value that keyturn replaces on a schedule, through four steps that
+ * you write: create a new value, set it in the target system, test that it works,
+ * finish. The secret's versions carry staging labels: CURRENT (exactly one, once
+ * the secret has a value), PENDING (only while a rotation is in flight) and
+ * PREVIOUS (the value that was CURRENT before the last rotation).
+ *
+ * A rotation gets a version id when it starts, such as "20261203T182301Z-3f9a1c",
+ * and keeps it through every step. Each transition (started, created, set, tested,
+ * finished, failed, abandoned) is written to the secret's store atomically BEFORE
+ * the next step's hook runs, so a process killed at any instant resumes, when it
+ * starts again, at the first step not yet recorded.
+ *
+ * The step contract, which makes that safe:
+ *   - Any step may run again for the same version id: after a crash between the
+ *     hook's work and the journal write, or after a failure. Each step must detect
+ *     that its work is already done and then succeed without doing it twice.
+ *   - create is never asked twice once its value is journaled: PENDING is kept and
+ *     reused. If a crash came before that, create runs again with the same version
+ *     id (tag anything you create outside with it, so you can find it again).
+ *   - set applies PENDING in the target system; test proves PENDING works there; a
+ *     failed test leaves CURRENT untouched. finish does what is left (often
+ *     nothing); keyturn then makes PENDING the CURRENT value and CURRENT the
+ *     PREVIOUS one.
+ *   - After finish, the version is CURRENT and no step runs for it again.
+ *   - A rotation that fails `retry.max_attempts` times (default 5) is abandoned and
+ *     a new one starts with a new version id and a new value, after the backoff.
+ *     The abandoned value is kept (in "abandoned") until a rotation finishes: a set
+ *     step may have applied it before a later step failed.
+ *   - At most one rotation per secret runs at a time; asking for one during another
+ *     joins it.
+ *
+ * Step hooks are registered with keyturn_hook_register(), like refresh hooks, and
+ * answer through the same keyturn_complete* functions. A secret names one hook for
+ * every step ("hook") or one per step ("hooks"); an exec hook is a program that
+ * reads the request on standard input and writes the result on standard output.
+ * The request is a JSON object:
+ *
+ *   {
+ *     "secret": "db-app",
+ *     "step": "create" | "set" | "test" | "finish",
+ *     "version": "20261203T182301Z-3f9a1c",    the rotation's version id
+ *     "attempt": 1,                             1 + failures of this rotation
+ *     "current":  null | {"version": "...", "value": "..."},
+ *     "previous": null | {"version": "...", "value": "..."},
+ *     "pending":  null | {"version": "...", "value": "..."},
+ *     "abandoned": [{"version": "...", "value": "..."}, ...],  newest first
+ *     "metadata": { ... }                       the spec's metadata
+ *   }
+ *
+ * A value that is not UTF-8 comes as "value_base64" instead of "value". "current"
+ * is null only for a secret that has never had a value (its first rotation).
+ * The result is {"value": "..."} (or "value_base64") for create and {} for the
+ * other steps; a failure is {"error": "why", "retry_after": 30}. With
+ * keyturn_complete_value() a create hook passes its value directly (expires_in is
+ * ignored), and keyturn_complete_error() reports a failure (action is ignored).
+ * A step hook that does not answer within its timeout fails that attempt.
+ * ------------------------------------------------------------------------------ */
+
+/* Adds a secret from a JSON spec of `len` bytes:
+ *
+ *   {
+ *     "id": "db-app",                                  required
+ *     "hook": {"type": "hook", "name": "pg"},          or an exec hook:
+ *             {"type": "exec", "command": ["/usr/bin/rotate-db", "--verbose"],
+ *              "env": {"PGCONNECT_TIMEOUT": "5"}},     never secrets in either
+ *     "hooks": {"create": {...}, "set": {...}, "test": {...}, "finish": {...}},
+ *                                                      per step; "hook" is the default
+ *     "store": {"type": "file", "path": "/var/lib/keyturn/db-app.json"},
+ *     "schedule": {"every": "30d", "jitter": "1h"}
+ *               | {"cron": "0 3 * * SUN", "window": "2h", "jitter": "15m"},
+ *     "retry": {"backoff": {"initial": 5, "multiplier": 2, "max": 1800},
+ *               "max_attempts": 5},
+ *     "keep_versions": 1,        past versions kept besides CURRENT (1: PREVIOUS)
+ *     "hook_timeout": 30,        overrides the engine's
+ *     "seed_file": "/run/keyturn/db-app.initial",
+ *                                the first CURRENT value, read (mode 0600 required)
+ *                                when the store holds none; one trailing newline
+ *                                is dropped
+ *     "metadata": {"role": "app"}
+ *   }
+ *
+ * Without a schedule a secret rotates only when asked. A secret with no value at
+ * all (no store, no seed) rotates at once when the engine starts; its first set
+ * step receives "current": null. Cron schedules are in UTC; a rotation that cannot
+ * start inside its window waits for the next fire time. Durations are seconds or
+ * strings with a unit: "90s", "15m", "12h", "30d".
+ * Fails with KEYTURN_E_INVALID_ARGUMENT, KEYTURN_E_CONFIG, KEYTURN_E_EXISTS,
+ * KEYTURN_E_NOT_FOUND (running engine, hook not registered; or no seed file),
+ * KEYTURN_E_STORE (the store cannot be read; it is left untouched). */
+KEYTURN_API int keyturn_secret_add(keyturn_engine *engine, const char *spec, size_t len);
+
+/* Forgets a secret; its store is kept. A step in flight completes into nothing and
+ * resumes from the journal when the secret is added again.
+ * Fails with KEYTURN_E_INVALID_ARGUMENT, KEYTURN_E_NOT_FOUND. */
+KEYTURN_API int keyturn_secret_remove(keyturn_engine *engine, const char *id);
+
+/* Starts a rotation now, or joins the one in flight, and writes its version id to
+ * *out_version (free with keyturn_string_free; `out_version` may be NULL). The start
+ * is journaled before this returns.
+ * Fails with KEYTURN_E_INVALID_ARGUMENT, KEYTURN_E_NOT_FOUND, KEYTURN_E_STATE (the
+ * engine is not started), KEYTURN_E_STORE (the journal cannot be written). */
+KEYTURN_API int keyturn_secret_rotate(char **out_version, keyturn_engine *engine,
+                                      const char *id);
+
+/* Gives a secret that has no value its first CURRENT value (`len` bytes, 1 to
+ * 1 MiB), persisted before this returns.
+ * Fails with KEYTURN_E_INVALID_ARGUMENT, KEYTURN_E_NOT_FOUND, KEYTURN_E_STATE (it
+ * has a value, or a rotation is in flight), KEYTURN_E_STORE. */
+KEYTURN_API int keyturn_secret_seed(keyturn_engine *engine, const char *id, const void *value,
+                                    size_t len);
+
+/* Copies the value labelled `label` ("CURRENT", "PREVIOUS" or "PENDING"; NULL means
+ * CURRENT) into `buf`, as keyturn_read() does: *out_len receives the size, also
+ * when `cap` is too small (KEYTURN_E_BUFFER_TOO_SMALL). This takes a lock and copies
+ * the value once; it is not a hot path.
+ * Fails with KEYTURN_E_INVALID_ARGUMENT, KEYTURN_E_NOT_FOUND, KEYTURN_E_NOT_READY (no
+ * version has that label), KEYTURN_E_BUFFER_TOO_SMALL. */
+KEYTURN_API int keyturn_secret_read(keyturn_engine *engine, const char *id, const char *label,
+                                    void *buf, size_t cap, size_t *out_len);
+
+/* Writes a JSON description of secret `id` (or, with `id` NULL, an array of every
+ * secret ordered by id) to *out; free it with keyturn_string_free. Fields: id,
+ * state ("idle", "rotating", "failing", "no_value"), store, current, previous,
+ * pending (each null or {version, fingerprint, created_at}), rotation (null or
+ * {version, stage, next_step, reason, round, failures, started_at}), in_flight
+ * (the step running, or null), next_at, last_rotated, rotations, last_error and
+ * the last journal entries. Never a value.
+ * Fails with KEYTURN_E_INVALID_ARGUMENT, KEYTURN_E_NOT_FOUND. */
+KEYTURN_API int keyturn_secret_status(char **out, keyturn_engine *engine, const char *id);
+
+/* ---------------------------------------------------------------------------------
  * Events and logs
  *
- * Events are JSON objects with "type", "credential", "time" (unix seconds) and
- * fields by type:
+ * Events are JSON objects with "type", "credential" (or "secret", for the events
+ * of secrets), "time" (unix seconds) and fields by type:
  *   "refreshed"       version, fingerprint, expires_at, next_refresh_at, persisted
  *   "refresh_failed"  error, attempt, action, retry_at (null when giving up)
  *   "expiring"        expires_at: inside the lead time and the last attempt failed
  *   "expired"         expires_at: no valid value remains
- *   "removed"
+ *   "removed"         a credential or a secret was removed
+ *   "rotation_started"   version, reason ("initial", "scheduled", "manual",
+ *                        "restart")
+ *   "rotation_step"      version, step: that step succeeded and is journaled
+ *   "rotated"            version, fingerprint, next_rotation_at: it is CURRENT now
+ *   "rotation_failed"    version, step, error, attempt, retry_at
+ *   "rotation_abandoned" version, step, error, attempt, retry_at (when a new
+ *                        version id starts)
  * Events carry no secret values; "fingerprint" tells versions apart.
  * ------------------------------------------------------------------------------ */
 

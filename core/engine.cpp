@@ -149,8 +149,8 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         services.find_hook = [this](const std::string &name) {
             std::lock_guard lock(mutex_);
             auto it = providers_.find(name);
-            auto *hook = it == providers_.end() ? nullptr
-                                                : dynamic_cast<HookProvider *>(it->second.get());
+            auto *hook =
+                it == providers_.end() ? nullptr : dynamic_cast<HookProvider *>(it->second.get());
             if (hook == nullptr) {
                 throw Error(Status::not_found, "no hook named \"" + name + "\" is registered");
             }
@@ -552,8 +552,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         return Error(Status::not_found, "no credential \"" + std::string(id) + "\"");
     }
 
-    std::shared_ptr<Provider> resolve_provider(const std::string &id,
-                                               const CredentialSpec &spec) {
+    std::shared_ptr<Provider> resolve_provider(const std::string &id, const CredentialSpec &spec) {
         if (spec.provider.type == "exec") {
             ExecCommand command;
             command.argv = spec.provider.command;
@@ -898,7 +897,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         }
         o["state"] = state;
         o["hook"] = st.spec->provider.type == "exec" ? st.spec->provider.command.front()
-                                                      : st.spec->provider.name;
+                                                     : st.spec->provider.name;
         o["store"] = st.store->describe();
         if (st.owner) {
             o["version"] = st.owner->version;

@@ -183,8 +183,7 @@ std::string in_seconds(TimePoint from, std::optional<TimePoint> to) {
 }  // namespace
 
 std::string Event::to_log_line() const {
-    std::string line =
-        (secret ? "secret \"" : "credential \"") + credential + "\": ";
+    std::string line = (secret ? "secret \"" : "credential \"") + credential + "\": ";
     switch (type) {
         case EventType::rotation_started:
             line += "rotation to version " + rotation_version + " started (" + reason + ")";

@@ -55,19 +55,20 @@ std::optional<RotationStage> stage_from_name(std::string_view name) {
     return std::nullopt;
 }
 
-void journal(SecretState &state, TimePoint now, const std::string &version,
-             std::string transition, std::string detail = {}) {
+void journal(SecretState &state, TimePoint now, const std::string &version, std::string transition,
+             std::string detail = {}) {
     state.journal.push_back(JournalEntry{now, version, std::move(transition), std::move(detail)});
     while (state.journal.size() > kJournalLength)
         state.journal.pop_front();
 }
 
 [[noreturn]] void out_of_order(const SecretState &state, RotationStep step) {
-    std::string why = state.rotation ? std::string("the rotation of version ") +
-                                           state.rotation->version + " is at stage \"" +
-                                           stage_name(state.rotation->stage) + "\""
-                                     : std::string("no rotation is in flight");
-    throw Error(Status::state, std::string("step \"") + step_name(step) + "\" is out of order: " + why);
+    std::string why = state.rotation
+                          ? std::string("the rotation of version ") + state.rotation->version +
+                                " is at stage \"" + stage_name(state.rotation->stage) + "\""
+                          : std::string("no rotation is in flight");
+    throw Error(Status::state,
+                std::string("step \"") + step_name(step) + "\" is out of order: " + why);
 }
 
 }  // namespace
@@ -92,8 +93,8 @@ void seed(SecretState &state, std::string version, SecretBytes value, TimePoint 
 void begin_rotation(SecretState &state, std::string version, std::string reason, int round,
                     TimePoint now) {
     if (state.rotation) {
-        throw Error(Status::state, "a rotation (version " + state.rotation->version +
-                                       ") is already in flight");
+        throw Error(Status::state,
+                    "a rotation (version " + state.rotation->version + ") is already in flight");
     }
     RotationInFlight r;
     r.version = std::move(version);
@@ -215,16 +216,17 @@ class Decoder {
         return v.get_object();
     }
 
-    std::string string(const json::object &o, std::string_view key,
-                       const std::string &path) const {
+    std::string string(const json::object &o, std::string_view key, const std::string &path) const {
         const json::value *v = o.if_contains(key);
-        if (v == nullptr || !v->is_string()) bad(path + "." + std::string(key), "expected a string");
+        if (v == nullptr || !v->is_string())
+            bad(path + "." + std::string(key), "expected a string");
         return std::string(v->get_string());
     }
 
     double number(const json::object &o, std::string_view key, const std::string &path) const {
         const json::value *v = o.if_contains(key);
-        if (v == nullptr || !v->is_number()) bad(path + "." + std::string(key), "expected a number");
+        if (v == nullptr || !v->is_number())
+            bad(path + "." + std::string(key), "expected a number");
         return v->to_number<double>();
     }
 
@@ -306,7 +308,8 @@ SecretState decode_secret_state(std::string_view text, std::string_view where) {
     }
     Decoder d(where);
     const json::object &o = d.object(doc, "(document)");
-    if (const json::value *f = o.if_contains("format"); f == nullptr || !f->is_string() || f->get_string() != kFormat) {
+    if (const json::value *f = o.if_contains("format");
+        f == nullptr || !f->is_string() || f->get_string() != kFormat) {
         d.bad("format", "expected \"" + std::string(kFormat) + "\"");
     }
     SecretState s;
@@ -337,7 +340,8 @@ SecretState decode_secret_state(std::string_view text, std::string_view where) {
     } else if (s.pending) {
         d.bad("pending", "a PENDING value without a rotation in flight");
     }
-    if (o.contains("last_rotated")) s.last_rotated = from_unix_seconds(d.number(o, "last_rotated", "(document)"));
+    if (o.contains("last_rotated"))
+        s.last_rotated = from_unix_seconds(d.number(o, "last_rotated", "(document)"));
     if (o.contains("rotations")) {
         s.rotations = static_cast<std::uint64_t>(d.number(o, "rotations", "(document)"));
     }

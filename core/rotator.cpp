@@ -137,7 +137,9 @@ struct Rotator::Impl {
     DeadlineQueue queue;
 
     Impl(Rotator &o, Services s)
-        : owner(o), services(std::move(s)), timer(*services.io),
+        : owner(o),
+          services(std::move(s)),
+          timer(*services.io),
           manual(services.clock->is_manual()) {}
 
     double random01() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng); }
@@ -245,9 +247,9 @@ struct Rotator::Impl {
                 e.next_at = next_rotation(*e.spec->schedule, e.state.last_rotated, now, random01());
                 return;
             }
-            const char *reason = e.next_start == NextStart::initial     ? "initial"
+            const char *reason = e.next_start == NextStart::initial   ? "initial"
                                  : e.next_start == NextStart::restart ? "restart"
-                                                                        : "scheduled";
+                                                                      : "scheduled";
             const int round = e.next_start == NextStart::restart ? e.restart_round : 1;
             if (!start_rotation(e, reason, round, now, events)) return;
         }
@@ -259,14 +261,13 @@ struct Rotator::Impl {
     bool start_rotation(Entry &e, const std::string &reason, int round, TimePoint now,
                         std::vector<Event> &events) {
         SecretState before = e.state;
-        begin_rotation(e.state,
-                       make_version_id(now, static_cast<std::uint32_t>(rng() & 0xffffffu)),
+        begin_rotation(e.state, make_version_id(now, static_cast<std::uint32_t>(rng() & 0xffffffu)),
                        reason, round, now);
         if (auto failed = persist(e, std::move(before))) {
             ++e.failures;
             e.next_at = now + backoff_delay(e.spec->backoff, e.failures, random01());
-            services.log(LogLevel::error, "secret \"" + id_of(e) +
-                                              "\": cannot start a rotation: " + *failed);
+            services.log(LogLevel::error,
+                         "secret \"" + id_of(e) + "\": cannot start a rotation: " + *failed);
             return false;
         }
         e.next_start = NextStart::none;
@@ -325,7 +326,8 @@ struct Rotator::Impl {
                 why = "the hook threw an exception";
             }
             if (rc != 0) {
-                if (why.empty()) why = "the hook returned " + std::to_string(rc) + " without an answer";
+                if (why.empty())
+                    why = "the hook returned " + std::to_string(rc) + " without an answer";
                 (void)completions::complete(l.token, StepOutcome(StepFailure{why, std::nullopt}));
             }
             return;
@@ -348,10 +350,10 @@ struct Rotator::Impl {
                     try {
                         outcome = parse_step_result(result.output.str(), step);
                     } catch (const Error &ex) {
-                        outcome = StepFailure{hook.describe() + " (step \"" + step_name(step) +
-                                                  "\"): answered with an invalid result: " +
-                                                  ex.what(),
-                                              std::nullopt};
+                        outcome =
+                            StepFailure{hook.describe() + " (step \"" + step_name(step) +
+                                            "\"): answered with an invalid result: " + ex.what(),
+                                        std::nullopt};
                     }
                 } else {
                     outcome = StepFailure{describe_exec_failure(described, step_name(step), result),
@@ -375,8 +377,7 @@ struct Rotator::Impl {
         const std::string version = e.state.rotation->version;
         const int round = e.state.rotation->round;
         SecretState before = e.state;
-        const AfterFailure after =
-            record_failure(e.state, step, reason, now, e.spec->max_attempts);
+        const AfterFailure after = record_failure(e.state, step, reason, now, e.spec->max_attempts);
         const int attempt = after == AfterFailure::abandoned ? before.rotation->failures + 1
                                                              : e.state.rotation->failures;
         if (auto failed = persist(e, std::move(before))) {
@@ -417,6 +418,15 @@ struct Rotator::Impl {
             finish_flight(e);
             const TimePoint now = services.clock->now();
 
+            if (auto *success = std::get_if<StepSuccess>(&outcome);
+                success && success->value && step != RotationStep::create) {
+                // Only create produces a value; a hook that answers another step with
+                // one has confused its steps, and nothing it did can be trusted.
+                outcome = StepFailure{std::string("the hook answered step \"") + step_name(step) +
+                                          "\" with a value; only \"create\" produces one",
+                                      std::nullopt};
+                status = Status::config;
+            }
             if (auto *success = std::get_if<StepSuccess>(&outcome)) {
                 SecretState before = e.state;
                 const std::string version = e.state.rotation->version;
@@ -452,8 +462,7 @@ struct Rotator::Impl {
                 }
             } else {
                 auto &failure = std::get<StepFailure>(outcome);
-                apply_failure(e, step, std::move(failure.reason), failure.retry_after, now,
-                              events);
+                apply_failure(e, step, std::move(failure.reason), failure.retry_after, now, events);
             }
             reschedule(e);
             rearm();
@@ -485,8 +494,7 @@ struct Rotator::Impl {
                             e.spec->hook_timeout.value_or(services.hook_timeout);
                         char seconds[32];
                         std::snprintf(seconds, sizeof seconds, "%.3gs", to_seconds(timeout));
-                        apply_failure(e,
-                                      step,
+                        apply_failure(e, step,
                                       e.spec->hook_for(static_cast<int>(step)).describe() +
                                           " did not answer within " + seconds,
                                       std::nullopt, now, events);
@@ -614,7 +622,8 @@ void Rotator::add(SecretSpec spec) {
             // part of the value.
             if (!value.empty() && value.back() == '\n') value.pop_back();
             if (!value.empty() && value.back() == '\r') value.pop_back();
-            if (value.empty()) throw Error(Status::config, "the seed file " + spec.seed_file + " is empty");
+            if (value.empty())
+                throw Error(Status::config, "the seed file " + spec.seed_file + " is empty");
             const TimePoint now = impl_->services.clock->now();
             std::uint32_t random;
             {
@@ -725,9 +734,8 @@ void Rotator::seed(std::string_view id, SecretBytes value) {
 SecretBytes Rotator::read(std::string_view id, std::string_view label) const {
     auto name = normalise_label(label);
     if (!name) {
-        throw Error(Status::invalid_argument,
-                    "label must be CURRENT, PREVIOUS or PENDING, not \"" +
-                        std::string(label.substr(0, 32)) + "\"");
+        throw Error(Status::invalid_argument, "label must be CURRENT, PREVIOUS or PENDING, not \"" +
+                                                  std::string(label.substr(0, 32)) + "\"");
     }
     std::lock_guard lock(impl_->mutex);
     const Entry &e = impl_->lookup(id);
@@ -807,7 +815,9 @@ void Rotator::end_stop() {
     impl_->timer.cancel();
 }
 
-void Rotator::process_due() { impl_->process_due(); }
+void Rotator::process_due() {
+    impl_->process_due();
+}
 
 Status Rotator::on_step_outcome(std::uint32_t slot, std::uint64_t token, StepOutcome &&outcome) {
     return impl_->complete(slot, token, std::move(outcome));

@@ -102,8 +102,7 @@ bool is_env_name(std::string_view name) {
     return true;
 }
 
-void read_hook(const json::value &value, const JsonPath &path, JsonErrors &errors,
-               HookSpec &out) {
+void read_hook(const json::value &value, const JsonPath &path, JsonErrors &errors, HookSpec &out) {
     ObjectReader r(value, path, errors);
     r.allow_only({"type", "name", "command", "env"});
     auto type = r.string("type", true);
@@ -129,8 +128,9 @@ void read_hook(const json::value &value, const JsonPath &path, JsonErrors &error
     const json::value *command = r.raw("command");
     const json::array *argv = command != nullptr ? command->if_array() : nullptr;
     if (argv == nullptr || argv->empty()) {
-        errors.add(command_path, "expected a non-empty array of strings: the program and its "
-                                 "arguments");
+        errors.add(command_path,
+                   "expected a non-empty array of strings: the program and its "
+                   "arguments");
     } else {
         for (std::size_t i = 0; i < argv->size(); ++i) {
             const json::string *arg = (*argv)[i].if_string();

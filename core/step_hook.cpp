@@ -44,7 +44,7 @@ void write_step_request(ScrubbedString &out, const StepRequest &r) {
     serialize_into(out, o);
 }
 
-StepOutcome parse_step_result(std::string_view json_text, RotationStep step) {
+StepOutcome parse_step_result(std::string_view json_text, std::optional<RotationStep> step) {
     if (json_text.size() > kMaxSpecSize) {
         throw Error(Status::config, "step result is " + std::to_string(json_text.size()) +
                                         " bytes; at most " + std::to_string(kMaxSpecSize) +
@@ -69,7 +69,7 @@ StepOutcome parse_step_result(std::string_view json_text, RotationStep step) {
     }
 
     StepSuccess success;
-    if (step != RotationStep::create) {
+    if (step && *step != RotationStep::create) {
         // Other steps answer with an empty object; a stray value is refused so that a
         // hook confusing its steps is noticed.
         r.allow_only({});
@@ -90,7 +90,7 @@ StepOutcome parse_step_result(std::string_view json_text, RotationStep step) {
     } else if (encoded) {
         if (encoded->is_string()) success.value = base64_decode(encoded->get_string());
         if (!success.value) errors.add("value_base64", "expected a base64 string");
-    } else {
+    } else if (step) {
         errors.add("value", "is required for step \"create\" (or \"value_base64\", or \"error\")");
     }
     if (success.value && success.value->empty()) {

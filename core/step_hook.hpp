@@ -2,6 +2,7 @@
 // The documents a rotation step hook receives and answers with (keyturn.h describes
 // them). Callback hooks and exec programs share them.
 
+#include <optional>
 #include <string_view>
 
 #include "core/provider.hpp"
@@ -27,7 +28,9 @@ struct StepRequest {
 void write_step_request(ScrubbedString &out, const StepRequest &request);
 
 // Reads a step's result document. Throws Error(config) naming the field that is
-// wrong; the message never quotes a value. A create step must bring a value.
-StepOutcome parse_step_result(std::string_view json_text, RotationStep step);
+// wrong; the message never quotes a value. Knowing the step, a create result must
+// bring a value and the others must not; without it (a completion through the C
+// ABI, which does not know its step) the value is optional and the rotator checks.
+StepOutcome parse_step_result(std::string_view json_text, std::optional<RotationStep> step);
 
 }  // namespace keyturn
