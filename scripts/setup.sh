@@ -10,6 +10,7 @@ packages=(
     libssl-dev                               # OpenSSL 3
     libgtest-dev libgmock-dev libbenchmark-dev
     python3
+    postgresql python3-psycopg2              # tests of the PostgreSQL rotation example
 )
 
 missing=()
