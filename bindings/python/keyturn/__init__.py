@@ -45,6 +45,7 @@ from .errors import (
     status_name,
 )
 from .events import Completion, Event, EventQueue, RefreshRequest, Token
+from .rotation import SecretVersion, StepCompletion, StepFailed, StepRequest
 
 library_path = _lib.path
 
@@ -83,7 +84,11 @@ __all__ = [
     "RefreshFailed",
     "RefreshRequest",
     "RemovedError",
+    "SecretVersion",
     "StaleCompletionError",
+    "StepCompletion",
+    "StepFailed",
+    "StepRequest",
     "StateError",
     "StoreError",
     "Token",

@@ -113,6 +113,15 @@ _PROTOTYPES = {
         ],
     ),
     "keyturn_credential_close": (None, [CredentialPtr]),
+    "keyturn_secret_add": (_c_int, [EnginePtr, _c_char_p, _c_size]),
+    "keyturn_secret_remove": (_c_int, [EnginePtr, _c_char_p]),
+    "keyturn_secret_rotate": (_c_int, [ctypes.POINTER(_c_void_p), EnginePtr, _c_char_p]),
+    "keyturn_secret_seed": (_c_int, [EnginePtr, _c_char_p, _c_char_p, _c_size]),
+    "keyturn_secret_read": (
+        _c_int,
+        [EnginePtr, _c_char_p, _c_char_p, _c_void_p, _c_size, ctypes.POINTER(_c_size)],
+    ),
+    "keyturn_secret_status": (_c_int, [ctypes.POINTER(_c_void_p), EnginePtr, _c_char_p]),
     "keyturn_subscribe": (
         _c_int,
         [ctypes.POINTER(_c_uint64), EnginePtr, EVENT_FN, _c_void_p, RELEASE_FN],

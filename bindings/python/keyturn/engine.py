@@ -35,6 +35,7 @@ from .errors import (
     last_error,
 )
 from .events import Completion, Event, EventQueue, RefreshRequest
+from .rotation import StepCompletion, StepFailed, StepRequest, dispatch_by_step
 
 _log = logging.getLogger("keyturn")
 _log.addHandler(logging.NullHandler())  # a library leaves output to the application
@@ -52,12 +53,13 @@ _tls = threading.local()
 
 
 class _HookEntry:
-    __slots__ = ("fn", "manual", "core", "name")
+    __slots__ = ("fn", "manual", "core", "name", "rotation")
 
-    def __init__(self, fn, manual, core, name):
+    def __init__(self, fn, manual, core, name, rotation=False):
         self.fn = fn
         self.manual = manual
         self.core = core
+        self.rotation = rotation
         self.name = name
 
 
@@ -115,7 +117,8 @@ def _hook_impl(request, length, completion, user_data):
                 return -1
             # One copy, into a bytearray that the worker zeroes once it is parsed.
             raw = bytearray((ctypes.c_char * length).from_address(request) if length else b"")
-            entry.core.executor.submit(_run_hook, entry, raw, completion)
+            run = _run_step if entry.rotation else _run_hook
+            entry.core.executor.submit(run, entry, raw, completion)
             return 0
         except BaseException:
             # Executor shut down (engine closing, interpreter exiting) or out of memory:
@@ -221,6 +224,68 @@ def _run_hook(entry, raw, completion_id):
         text = str(exc)
         message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
         _answer_error(comp, _lib.ACTION_RETRY, message, 0)
+
+
+def _scrub(text, values):
+    """Replaces the values a step was given by a marker before the text leaves Python
+    (keyturn scrubs too; this also covers values it no longer holds)."""
+    for value in values:
+        needle = value if isinstance(value, str) else value.decode("utf-8", "replace")
+        if len(needle) >= 4:
+            text = text.replace(needle, "[secret]")
+    return text
+
+
+def _run_step(entry, raw, completion_id):
+    """Runs on an executor worker: calls a rotation hook and answers its completion."""
+    try:
+        request = StepRequest.from_json(raw)
+    except BaseException as exc:
+        comp = StepCompletion(completion_id, None, None)
+        try:
+            comp.fail(f"python binding: unreadable step request ({type(exc).__name__})")
+        except KeyturnError:
+            pass
+        return
+    finally:
+        raw[:] = bytes(len(raw))
+
+    comp = StepCompletion(completion_id, request.secret, request.step)
+    try:
+        if entry.manual:
+            result = entry.fn(request, comp)
+            if result is None or comp.used:
+                return
+        else:
+            result = entry.fn(request)
+        comp.succeed(result)
+    except StepFailed as exc:
+        if not comp.used:
+            _answer_step_error(comp, _scrub(exc.message, request.values()), exc.retry_after)
+    except StaleCompletionError:
+        _log.debug("secret %r: hook %r answered step %s after it ended; ignored",
+                   request.secret, entry.name, request.step)
+    except KeyturnError as exc:
+        _log.warning("secret %r: hook %r, step %s: %s", request.secret, entry.name,
+                     request.step, exc)
+    except BaseException as exc:
+        if comp.used:
+            _log.warning("secret %r: hook %r raised %s after answering step %s",
+                         request.secret, entry.name, type(exc).__name__, request.step)
+            return
+        text = str(exc)
+        message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        _answer_step_error(comp, _scrub(message, request.values()), 0)
+
+
+def _answer_step_error(comp, message, retry_after):
+    try:
+        comp.fail(message, retry_after)
+    except StaleCompletionError:
+        _log.debug("secret %r: step %s ended before its failure was reported", comp.secret,
+                   comp.step)
+    except KeyturnError as exc:
+        _log.warning("secret %r: could not fail step %s: %s", comp.secret, comp.step, exc)
 
 
 # ------------------------------------------------------------------------------------
@@ -469,6 +534,97 @@ class Engine:
         return f"<keyturn.Engine {state}>"
 
     # -- hooks -------------------------------------------------------------------------
+
+    def register_rotation_hook(self, name, fn, *, manual=False):
+        """Registers fn as rotation hook `name`, for secrets whose spec names it.
+        fn(request) is called for every step with a StepRequest; it returns the new
+        value (str or bytes) for "create" and None for the other steps, or raises
+        (StepFailed to choose retry_after). With manual=True, fn(request, completion)
+        answers through the StepCompletion, now or later from any thread."""
+        if not callable(fn):
+            raise TypeError("hook must be callable")
+        encoded = _encode_id(name, "hook name")
+        key = _register(_HookEntry(fn, bool(manual), self._core, name, rotation=True))
+
+        def do(h):
+            check(lib.keyturn_hook_register(h, encoded, _on_hook, key, _on_release))
+
+        try:
+            self._core.call(do)
+        except BaseException:
+            _registry.pop(key, None)
+            raise
+        return fn
+
+    def rotation_hook(self, name, *, manual=False):
+        """Decorator form of register_rotation_hook(): one function for every step,
+        which reads request.step."""
+
+        def decorate(fn):
+            return self.register_rotation_hook(name, fn, manual=manual)
+
+        return decorate
+
+    def rotation_steps(self, name, *, create, set, test, finish):  # noqa: A002
+        """Registers rotation hook `name` from one function per step."""
+        fn = dispatch_by_step({"create": create, "set": set, "test": test, "finish": finish})
+        self.register_rotation_hook(name, fn)
+        return fn
+
+    # -- secrets -----------------------------------------------------------------------
+
+    def add_secret(self, spec):
+        """Adds a secret from a spec dict (or JSON text); keyturn.h lists its fields."""
+        data = _encode_json(spec, "spec")
+        self._core.call(lambda h: check(lib.keyturn_secret_add(h, data, len(data))))
+
+    def remove_secret(self, secret_id):
+        encoded = _encode_id(secret_id, "secret id")
+        self._core.call(lambda h: check(lib.keyturn_secret_remove(h, encoded)))
+
+    def rotate(self, secret_id):
+        """Starts a rotation now (or joins the one in flight); returns its version id."""
+        encoded = _encode_id(secret_id, "secret id")
+        out = ctypes.c_void_p()
+        self._core.call(lambda h: check(lib.keyturn_secret_rotate(ctypes.byref(out), h,
+                                                                  encoded)))
+        return _take_string(out)
+
+    def seed_secret(self, secret_id, value):
+        """Gives a secret without a value its first CURRENT value (str or bytes)."""
+        encoded = _encode_id(secret_id, "secret id")
+        data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        self._core.call(lambda h: check(lib.keyturn_secret_seed(h, encoded, data, len(data))))
+
+    def read_secret(self, secret_id, label="CURRENT"):
+        """The value labelled CURRENT, PREVIOUS or PENDING, as bytes."""
+        encoded = _encode_id(secret_id, "secret id")
+        which = str(label).encode("ascii", "replace")
+        size = ctypes.c_size_t(0)
+        while True:
+            buf = ctypes.create_string_buffer(max(size.value, 64))
+            cap = len(buf)
+
+            def do(h):
+                return lib.keyturn_secret_read(h, encoded, which, buf, cap, ctypes.byref(size))
+
+            status = self._core.call(do)
+            if status == _lib.E_BUFFER_TOO_SMALL:
+                ctypes.memset(buf, 0, cap)
+                continue
+            check(status)
+            try:
+                return bytes(buf.raw[: size.value])
+            finally:
+                ctypes.memset(buf, 0, cap)
+
+    def secret_status(self, secret_id=None):
+        """One secret's status dict, or a list of all of them when secret_id is None."""
+        encoded = None if secret_id is None else _encode_id(secret_id, "secret id")
+        out = ctypes.c_void_p()
+        self._core.call(lambda h: check(lib.keyturn_secret_status(ctypes.byref(out), h,
+                                                                  encoded)))
+        return json.loads(_take_string(out))
 
     def register_hook(self, name, fn, *, manual=False):
         """Registers fn as hook `name`. fn(request) returns a dict or a Token, or raises
