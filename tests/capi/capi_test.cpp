@@ -471,4 +471,158 @@ TEST(CapiLifecycle, FreeingTheEngineWhileAHookIsInFlightIsSafe) {
               KEYTURN_E_STALE_COMPLETION);
 }
 
+// --- secrets ------------------------------------------------------------------------
+
+// A step hook: create answers with a value (NUL bytes included), the other steps with
+// "{}"; the step named in Capture::value fails instead.
+int step_hook(const char *request, size_t len, keyturn_completion completion, void *user_data) {
+    auto *c = static_cast<Capture *>(user_data);
+    std::string text(request, len);
+    std::string fail_step;
+    {
+        std::lock_guard lock(c->mutex);
+        c->requests.push_back(text);
+        c->completions.push_back(completion);
+        fail_step = c->value;
+        c->changed.notify_all();
+    }
+    if (!fail_step.empty() && text.find("\"step\":\"" + fail_step + "\"") != std::string::npos) {
+        return keyturn_complete_error(completion, KEYTURN_ACTION_RETRY, "the target said no", 0);
+    }
+    if (text.find("\"step\":\"create\"") != std::string::npos) {
+        static const char value[] = "kt-secret-SENTINEL-\0rotated";
+        return keyturn_complete_value(completion, value, sizeof value - 1, 0);
+    }
+    const char empty[] = "{}";
+    return keyturn_complete(completion, empty, 2);
+}
+
+class CapiSecretTest : public CapiTest {
+  protected:
+    void SetUp() override {
+        CapiTest::SetUp();
+        ASSERT_EQ(keyturn_hook_register(engine_, "steps", step_hook, &steps_, nullptr), KEYTURN_OK);
+        steps_.value.clear();
+    }
+    void add_secret(const std::string &extra = "") {
+        std::string s = R"({"id": "db", "hook": {"type": "hook", "name": "steps"},
+            "retry": {"backoff": {"initial": 0.05, "max": 0.1}, "max_attempts": 2})" +
+                        extra + "}";
+        ASSERT_EQ(keyturn_secret_add(engine_, s.data(), s.size()), KEYTURN_OK) << last_error();
+    }
+    bool wait_event(const std::string &type) {
+        return capture_.wait([&] {
+            for (const auto &e : capture_.events)
+                if (e.find("\"type\":\"" + type + "\"") != std::string::npos) return true;
+            return false;
+        });
+    }
+    Capture steps_;
+};
+
+TEST_F(CapiSecretTest, ARotationThroughTheCInterface) {
+    add_secret();
+    const char seed[] = "kt-secret-SENTINEL-seed";
+    ASSERT_EQ(keyturn_secret_seed(engine_, "db", seed, sizeof seed - 1), KEYTURN_OK);
+    EXPECT_EQ(check(keyturn_secret_seed(engine_, "db", seed, sizeof seed - 1)), KEYTURN_E_STATE);
+    ASSERT_EQ(keyturn_engine_start(engine_), KEYTURN_OK);
+    char *version = nullptr;
+    ASSERT_EQ(keyturn_secret_rotate(&version, engine_, "db"), KEYTURN_OK) << last_error();
+    ASSERT_NE(version, nullptr);
+    std::string v(version);
+    keyturn_string_free(version);
+    ASSERT_TRUE(wait_event("rotated"));
+
+    char buf[64];
+    size_t len = 0;
+    EXPECT_EQ(keyturn_secret_read(engine_, "db", nullptr, buf, 0, &len),
+              KEYTURN_E_BUFFER_TOO_SMALL);
+    EXPECT_EQ(len, 27u);
+    ASSERT_EQ(keyturn_secret_read(engine_, "db", "CURRENT", buf, sizeof buf, &len), KEYTURN_OK);
+    EXPECT_EQ(std::string(buf, len), std::string("kt-secret-SENTINEL-\0rotated", 27));
+    ASSERT_EQ(keyturn_secret_read(engine_, "db", "previous", buf, sizeof buf, &len), KEYTURN_OK);
+    EXPECT_EQ(std::string(buf, len), seed);
+    EXPECT_EQ(check(keyturn_secret_read(engine_, "db", "PENDING", buf, sizeof buf, &len)),
+              KEYTURN_E_NOT_READY);
+    EXPECT_EQ(check(keyturn_secret_read(engine_, "db", "NEWEST", buf, sizeof buf, &len)),
+              KEYTURN_E_INVALID_ARGUMENT);
+
+    char *status = nullptr;
+    ASSERT_EQ(keyturn_secret_status(&status, engine_, "db"), KEYTURN_OK);
+    std::string s(status);
+    keyturn_string_free(status);
+    EXPECT_NE(s.find("\"version\":\"" + v + "\""), std::string::npos) << s;
+    EXPECT_EQ(s.find(kMarker), std::string::npos);
+    ASSERT_EQ(keyturn_secret_status(&status, engine_, nullptr), KEYTURN_OK);
+    EXPECT_EQ(status[0], '[');
+    keyturn_string_free(status);
+
+    // A completion used twice is harmless.
+    keyturn_completion first;
+    {
+        std::lock_guard lock(steps_.mutex);
+        first = steps_.completions.front();
+    }
+    EXPECT_EQ(check(keyturn_complete(first, "{}", 2)), KEYTURN_E_STALE_COMPLETION);
+    EXPECT_EQ(check(keyturn_secret_remove(engine_, "db")), KEYTURN_OK);
+    EXPECT_EQ(check(keyturn_secret_rotate(nullptr, engine_, "db")), KEYTURN_E_NOT_FOUND);
+}
+
+TEST_F(CapiSecretTest, AFailingStepIsReportedWithTheStepAndAbandoned) {
+    add_secret();
+    steps_.value = "test";
+    ASSERT_EQ(keyturn_engine_start(engine_), KEYTURN_OK);  // no value: rotates at once
+    ASSERT_TRUE(wait_event("rotation_abandoned"));
+    std::lock_guard lock(capture_.mutex);
+    bool named = false;
+    for (const auto &e : capture_.events) {
+        if (e.find("\"rotation_failed\"") != std::string::npos &&
+            e.find("\"step\":\"test\"") != std::string::npos &&
+            e.find("the target said no") != std::string::npos) {
+            named = true;
+        }
+    }
+    EXPECT_TRUE(named);
+}
+
+TEST_F(CapiSecretTest, MalformedSecretInputIsRefusedWithAPath) {
+    char *text = nullptr;
+    char buf[8];
+    size_t len = 0;
+    EXPECT_EQ(check(keyturn_secret_add(nullptr, "{}", 2)), KEYTURN_E_INVALID_ARGUMENT);
+    EXPECT_EQ(check(keyturn_secret_add(engine_, nullptr, 2)), KEYTURN_E_INVALID_ARGUMENT);
+    const char bad[] = R"({"id": "db", "hook": {"type": "exec", "command": [""]}})";
+    EXPECT_EQ(check(keyturn_secret_add(engine_, bad, sizeof bad - 1)), KEYTURN_E_CONFIG);
+    EXPECT_NE(last_error().find("hook.command[0]: expected the program's path"), std::string::npos)
+        << last_error();
+    const char cron[] =
+        R"({"id": "db", "hook": {"type": "hook", "name": "steps"}, "schedule": {"cron": "61 * * * *"}})";
+    EXPECT_EQ(check(keyturn_secret_add(engine_, cron, sizeof cron - 1)), KEYTURN_E_CONFIG);
+    EXPECT_NE(last_error().find("schedule.cron"), std::string::npos) << last_error();
+    std::string huge((1u << 20) * 5, ' ');
+    EXPECT_EQ(check(keyturn_secret_add(engine_, huge.data(), huge.size())), KEYTURN_E_CONFIG);
+    EXPECT_EQ(check(keyturn_secret_remove(engine_, nullptr)), KEYTURN_E_INVALID_ARGUMENT);
+    EXPECT_EQ(check(keyturn_secret_remove(engine_, "nope")), KEYTURN_E_NOT_FOUND);
+    EXPECT_EQ(check(keyturn_secret_rotate(nullptr, nullptr, "db")), KEYTURN_E_INVALID_ARGUMENT);
+    EXPECT_EQ(check(keyturn_secret_seed(engine_, "nope", "x", 1)), KEYTURN_E_NOT_FOUND);
+    add_secret();
+    EXPECT_EQ(check(keyturn_secret_seed(engine_, "db", nullptr, 1)), KEYTURN_E_INVALID_ARGUMENT);
+    EXPECT_EQ(check(keyturn_secret_seed(engine_, "db", "x", 0)), KEYTURN_E_INVALID_ARGUMENT);
+    EXPECT_EQ(check(keyturn_secret_read(engine_, "db", nullptr, nullptr, 4, &len)),
+              KEYTURN_E_INVALID_ARGUMENT);
+    EXPECT_EQ(check(keyturn_secret_read(engine_, "db", nullptr, buf, sizeof buf, nullptr)),
+              KEYTURN_E_INVALID_ARGUMENT);
+    EXPECT_EQ(check(keyturn_secret_read(engine_, "db", nullptr, buf, sizeof buf, &len)),
+              KEYTURN_E_NOT_READY);
+    EXPECT_EQ(check(keyturn_secret_status(nullptr, engine_, "db")), KEYTURN_E_INVALID_ARGUMENT);
+    EXPECT_EQ(check(keyturn_secret_status(&text, engine_, "bad id")), KEYTURN_E_INVALID_ARGUMENT);
+    EXPECT_EQ(check(keyturn_secret_rotate(nullptr, engine_, "db")), KEYTURN_E_STATE);
+    // Secrets in the engine configuration: mistakes are named by their path.
+    keyturn_engine *other = nullptr;
+    const char config[] = R"({"secrets": [{"id": "a", "hook": {"type": "hook", "name": "x"}},
+                                          {"id": "a", "hook": {"type": "hook", "name": "x"}}]})";
+    EXPECT_EQ(check(keyturn_engine_new(&other, config, sizeof config - 1)), KEYTURN_E_CONFIG);
+    EXPECT_NE(last_error().find("secrets[1].id: duplicate id"), std::string::npos) << last_error();
+}
+
 }  // namespace
