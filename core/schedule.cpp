@@ -281,7 +281,9 @@ bool cron_can_fire(const CronExpr &cron) {
 
 Duration jitter_offset(const RotationSchedule &schedule, double random01) {
     Duration span = schedule.jitter;
-    if (schedule.kind == RotationSchedule::Kind::cron) span = std::min(span, schedule.window);
+    // Under cron the offset stays in the first half of the window, so that a start the
+    // timer delivers late (a busy or suspended machine) still falls inside it.
+    if (schedule.kind == RotationSchedule::Kind::cron) span = std::min(span, schedule.window / 2);
     if (span <= Duration::zero()) return Duration::zero();
 
     // NaN and draws outside [0, 1) are pulled to the nearest end.

@@ -80,14 +80,14 @@ struct RotationSchedule {
 
     // Each secret's start is delayed by a random offset in [0, jitter), so that
     // secrets on the same schedule do not all rotate at once. Under cron the jitter
-    // is clamped to the window, so that a jittered start stays inside it.
+    // is clamped to half the window, so that a jittered start stays inside it even late.
     Duration jitter = Duration::zero();
 
     bool operator==(const RotationSchedule &) const = default;
 };
 
 // The offset in [0, jitter) that the uniform draw `random01` in [0, 1) gives, with
-// the jitter clamped to the window under cron. Zero when the jitter is zero.
+// the jitter clamped to half the window under cron. Zero when the jitter is zero.
 Duration jitter_offset(const RotationSchedule &schedule, double random01);
 
 // When to start the next rotation of a secret last rotated at `last_rotated`
