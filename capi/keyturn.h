@@ -195,7 +195,18 @@ KEYTURN_API void keyturn_engine_free(keyturn_engine *engine);
  *   }
  *
  * "reason" is "login" when refresh material was discarded after a hook asked for a
- * new login. The request text contains secrets: it is valid only during the call,
+ * new login.
+ *
+ * An exec provider runs its program once per refresh with this request on standard
+ * input, plus "step": "refresh", and reads the result document (below) from its
+ * standard output; it must exit 0. Secrets travel only on those two pipes, never in
+ * argv or the environment. The program starts in a new process group with a minimal
+ * environment (PATH, HOME, LANG, LC_ALL, TZ, TMPDIR when set, plus the spec's "env"),
+ * and only descriptors 0, 1 and 2 open. At the hook timeout, or past 1 MiB of output,
+ * the whole group is killed. A non-zero exit, a signal, garbage output, too much output
+ * and the timeout each fail the refresh with a message naming the program, the step
+ * and the cause; each line it writes to standard error is logged at warning level
+ * with the values it was given replaced by their fingerprints. The request text contains secrets: it is valid only during the call,
  * and keyturn overwrites it when the hook returns. Copy what you need.
  *
  * The hook answers exactly once, through one of the keyturn_complete* functions.
@@ -283,7 +294,9 @@ KEYTURN_API int keyturn_complete_error(keyturn_completion completion, int action
  *
  *   {
  *     "id": "api",                                    required
- *     "provider": {"type": "hook", "name": "issuer"},  required
+ *     "provider": {"type": "hook", "name": "issuer"},  required; or a program:
+ *                 {"type": "exec", "command": ["/usr/local/bin/get-token", "--prod"],
+ *                  "env": {"REGION": "eu"}}
  *     "store": {"type": "memory"} | {"type": "file", "path": "/var/lib/app/api.json"},
  *     "policy": {
  *       "refresh_at": 0.667,      fraction of the lifetime, between 0.05 and 0.95
