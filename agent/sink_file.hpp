@@ -12,9 +12,7 @@ namespace keyturn::agent {
 // never points at a file whose mode differs from `mode`. The temporary file is 0600
 // until it is complete, then takes `mode`. Throws std::runtime_error naming the path
 // and the cause; the message never holds the bytes.
-//
-// This mirrors core's write_file_atomically(), which always leaves mode 0600: a sink
-// needs its mode set before the rename.
+// Built on the stores' write_file_atomically().
 void write_sink_file(const std::string &path, std::string_view bytes, unsigned mode);
 
 }  // namespace keyturn::agent

@@ -185,7 +185,8 @@ std::optional<ScrubbedString> read_private_file(const std::filesystem::path &pat
     return text;
 }
 
-void write_file_atomically(const std::filesystem::path &path, std::string_view bytes) {
+void write_file_atomically(const std::filesystem::path &path, std::string_view bytes,
+                           unsigned mode) {
     std::filesystem::path dir = path.parent_path();
     if (dir.empty()) dir = ".";
     std::string temp = (dir / ("." + path.filename().string() + ".tmp.XXXXXX")).string();
@@ -204,6 +205,9 @@ void write_file_atomically(const std::filesystem::path &path, std::string_view b
             done += static_cast<std::size_t>(n);
         }
         fault_point("written");
+        if (mode != 0600 && ::fchmod(fd.get(), static_cast<mode_t>(mode)) != 0) {
+            fail(path, "cannot set the mode of " + temp, errno);
+        }
         if (::fsync(fd.get()) != 0) fail(path, "cannot fsync " + temp, errno);
         if (::close(fd.release()) != 0) fail(path, "cannot close " + temp, errno);
         fault_point("synced");

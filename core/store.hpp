@@ -95,6 +95,9 @@ Snapshot decode_snapshot(std::string_view text, std::string_view where);
 // gives nothing. Writing is atomic and durable as FileStore describes, and the
 // fault hook applies to it. Both throw Error(store) naming the file and the cause.
 std::optional<ScrubbedString> read_private_file(const std::filesystem::path &path);
-void write_file_atomically(const std::filesystem::path &path, std::string_view bytes);
+// `mode` is set while the file still has its temporary name, so that `path` never
+// shows the file with another mode.
+void write_file_atomically(const std::filesystem::path &path, std::string_view bytes,
+                           unsigned mode = 0600);
 
 }  // namespace keyturn
