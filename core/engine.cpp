@@ -20,7 +20,9 @@
 #include "core/deadline_queue.hpp"
 #include "core/exec_provider.hpp"
 #include "core/hazard.hpp"
+#include "core/http_providers.hpp"
 #include "core/id_index.hpp"
+#include "core/json_refresh.hpp"
 #include "core/refresh_policy.hpp"
 #include "core/rotator.hpp"
 #include "core/store.hpp"
@@ -51,6 +53,9 @@ struct Credential::State {
     TimePoint in_flight_deadline{};
     TimePoint next_refresh = kNever;
     std::string_view next_reason = "initial";
+    // A refresh token from the credential's seed file, used until a first value
+    // exists (and kept when that first answer brings none).
+    std::shared_ptr<const SecretBytes> seed_refresh;
     int failures = 0;
     bool discard_refresh = false;
     bool announced_expiring = false;
@@ -115,6 +120,7 @@ struct Launch {
     int attempt;
     bool use_refresh;
     std::uint64_t token;
+    std::shared_ptr<const SecretBytes> seed_refresh;
 };
 
 // Replaces every occurrence of a secret in `text` with its fingerprint.
@@ -166,6 +172,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
 
     ~EngineCore() override {
         rotator_.reset();
+        if (http_) http_->shutdown();
         // Handles may outlive the engine; they must see the credential as removed.
         for (auto &c : slots_) {
             if (c == nullptr) continue;
@@ -198,7 +205,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         queue_.reserve(count);
     }
 
-    void add(CredentialSpec spec) {
+    void add(CredentialSpec &&spec) {
         if (auto why = check_identifier(spec.id))
             throw Error(Status::invalid_argument, "id " + *why);
 
@@ -212,8 +219,22 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         }
         // Reading the file happens outside the mutex; a failure leaves the file as is.
         std::optional<Snapshot> stored;
+        std::shared_ptr<const SecretBytes> seed_refresh;
         try {
             stored = store->load();
+            if (!stored && !spec.seed_file.empty()) {
+                if (spec.seed_format == "token_document") {
+                    std::optional<ScrubbedString> text = read_private_file(spec.seed_file);
+                    if (!text) {
+                        throw Error(Status::not_found,
+                                    "the seed file " + spec.seed_file + " does not exist");
+                    }
+                    stored = parse_token_document(text->str(), clock_->now());
+                } else {
+                    seed_refresh = std::make_shared<const SecretBytes>(
+                        read_secret_file(spec.seed_file, "the seed file"));
+                }
+            }
         } catch (const Error &e) {
             throw Error(e.status(), "credential \"" + spec.id + "\": " + e.what());
         }
@@ -223,6 +244,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         std::shared_ptr<Credential> credential(block, &block->credential);
         Credential::State &st = block->state;
         st.store = std::move(store);
+        st.seed_refresh = std::move(seed_refresh);
         spec.id.clear();
 
         {
@@ -494,6 +516,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
     Status on_outcome(std::uint32_t slot, std::uint64_t token, RefreshOutcome &&outcome) override {
         std::shared_ptr<Credential> c;
         std::shared_ptr<const Snapshot> prior;
+        std::shared_ptr<const SecretBytes> seed_refresh;
         bool discard_refresh = false;
         {
             std::lock_guard lock(mutex_);
@@ -503,6 +526,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
             }
             c = slots_[slot];
             prior = c->state_->owner;
+            seed_refresh = c->state_->seed_refresh;
             discard_refresh = c->state_->discard_refresh;
         }
         const TimePoint now = clock_->now();
@@ -514,6 +538,8 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
                 snapshot->refresh = std::move(success->refresh);
             } else if (prior && prior->refresh && !discard_refresh) {
                 snapshot->refresh = prior->refresh;
+            } else if (!prior && seed_refresh && !discard_refresh) {
+                snapshot->refresh = *seed_refresh;
             }
             snapshot->issued_at = now;
             snapshot->expires_at = success->expires_at
@@ -553,6 +579,17 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
     }
 
     std::shared_ptr<Provider> resolve_provider(const std::string &id, const CredentialSpec &spec) {
+        if ((spec.provider.type == "oauth2" || spec.provider.type == "http_json") &&
+            spec.provider.http) {
+            try {
+                if (spec.provider.type == "oauth2") {
+                    return std::make_shared<OAuth2Provider>(http_client(), *spec.provider.http);
+                }
+                return std::make_shared<HttpJsonProvider>(http_client(), *spec.provider.http);
+            } catch (const Error &e) {
+                throw Error(e.status(), "credential \"" + id + "\": " + e.what());
+            }
+        }
         if (spec.provider.type == "exec") {
             ExecCommand command;
             command.argv = spec.provider.command;
@@ -572,6 +609,19 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         return it->second;
     }
 
+    // The HTTPS client that every HTTP provider of this engine shares, made on first
+    // use. Called with mutex_ held.
+    std::shared_ptr<HttpClient> http_client() {
+        if (!http_) {
+            HttpClientOptions options;
+            options.log = [weak = weak_from_this()](LogLevel level, std::string line) {
+                if (auto self = weak.lock()) self->log(level, std::move(line));
+            };
+            http_ = std::make_shared<HttpClient>(io_, std::move(options));
+        }
+        return http_;
+    }
+
     // Called with mutex_ held.
     std::shared_ptr<Credential> lookup(std::string_view id) const {
         auto slot = by_id_.find(id);
@@ -581,7 +631,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
 
     // Returns the shared copy of a spec equal to `spec` (whose id is empty), adding
     // it if there is none. Called with mutex_ held.
-    std::shared_ptr<const CredentialSpec> intern(CredentialSpec spec) {
+    std::shared_ptr<const CredentialSpec> intern(CredentialSpec &&spec) {
         const std::size_t hash = hash_of(spec);
         auto [first, last] = specs_.equal_range(hash);
         for (auto it = first; it != last;) {
@@ -726,6 +776,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         l.attempt = st.failures + 1;
         l.use_refresh = !st.discard_refresh;
         l.token = st.token;
+        if (!st.owner && !st.discard_refresh) l.seed_refresh = st.seed_refresh;
         if (st.owner && !st.owner->metadata.empty()) {
             Metadata merged = st.spec->metadata;
             for (const auto &[k, v] : st.owner->metadata)
@@ -744,6 +795,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         request.current = l.current.get();
         request.refresh =
             (l.use_refresh && l.current && l.current->refresh) ? &*l.current->refresh : nullptr;
+        if (request.refresh == nullptr && l.seed_refresh) request.refresh = l.seed_refresh.get();
         // The spec is not changed after the credential is added.
         request.metadata =
             l.merged_metadata ? &*l.merged_metadata : &l.credential->state_->spec->metadata;
@@ -785,6 +837,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
             hazard::retire(std::exchange(st.owner, published));
 
             finish_flight(st);
+            st.seed_refresh.reset();  // the stored snapshot carries the refresh material now
             st.failures = 0;
             st.discard_refresh = false;
             st.announced_expiring = false;
@@ -1015,8 +1068,9 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
     const bool manual_;
 
     asio::io_context io_;
-    // Declared after io_, so that it goes first: its timer belongs to io_.
+    // Declared after io_, so that they go first: their timers and sockets belong to io_.
     std::shared_ptr<Rotator> rotator_;
+    std::shared_ptr<HttpClient> http_;
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
     std::vector<std::thread> threads_;
     mutable std::mutex worker_ids_mutex_;

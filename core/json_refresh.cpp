@@ -180,7 +180,7 @@ RefreshOutcome interpret_json_refresh(int status, std::string_view body,
     try {
         doc = parse_secret_json(body, "refresh response");
     } catch (const Error &e) {
-        return bad(std::string("not JSON (") + e.what() + ")");
+        return RefreshFailure{e.what(), FailureAction::retry, retry_after};
     }
     const json::value *value = at_pointer(doc, mapping.value);
     if (value == nullptr || !value->is_string() || value->get_string().empty()) {

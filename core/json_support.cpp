@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <array>
 
 #include "core/duration.hpp"
 #include "core/status.hpp"
@@ -17,13 +18,27 @@ namespace json = boost::json;
 
 namespace {
 
+// Each block carries its size in a header in front of it: Boost.JSON 1.81 does not
+// always pass back the size it asked for (a parse that fails inside an object frees
+// a key with another size), and scrubbing by the size it passes would then write past
+// the block or leave part of it unscrubbed.
 class ScrubbingResource final : public boost::container::pmr::memory_resource {
-    void *do_allocate(std::size_t bytes, std::size_t align) override {
-        return ::operator new(bytes, std::align_val_t(align));
+    static std::size_t header_for(std::size_t align) {
+        return std::max<std::size_t>(align, alignof(std::max_align_t));
     }
-    void do_deallocate(void *p, std::size_t bytes, std::size_t align) override {
+    void *do_allocate(std::size_t bytes, std::size_t align) override {
+        const std::size_t header = header_for(align);
+        auto *base =
+            static_cast<unsigned char *>(::operator new(header + bytes, std::align_val_t(header)));
+        *reinterpret_cast<std::size_t *>(base) = bytes;
+        return base + header;
+    }
+    void do_deallocate(void *p, std::size_t, std::size_t align) override {
+        const std::size_t header = header_for(align);
+        auto *base = static_cast<unsigned char *>(p) - header;
+        const std::size_t bytes = *reinterpret_cast<std::size_t *>(base);
         cleanse(p, bytes);
-        ::operator delete(p, bytes, std::align_val_t(align));
+        ::operator delete(base, header + bytes, std::align_val_t(header));
     }
     bool do_is_equal(const memory_resource &other) const noexcept override {
         return this == &other;
@@ -227,29 +242,190 @@ std::optional<SecretBytes> base64_decode(std::string_view text) {
     return result;
 }
 
-bool is_utf8(std::string_view bytes) noexcept {
-    std::size_t i = 0;
+std::size_t utf8_sequence(std::string_view bytes) noexcept {
     const auto *s = reinterpret_cast<const unsigned char *>(bytes.data());
     const std::size_t n = bytes.size();
-    while (i < n) {
-        unsigned char c = s[i];
-        std::size_t len = c < 0x80           ? 1
-                          : (c >> 5) == 0x6  ? 2
-                          : (c >> 4) == 0xe  ? 3
-                          : (c >> 3) == 0x1e ? 4
-                                             : 0;
-        if (len == 0 || i + len > n) return false;
-        for (std::size_t k = 1; k < len; ++k) {
-            if ((s[i + k] & 0xc0) != 0x80) return false;
-        }
-        if (len == 2 && c < 0xc2) return false;                       // overlong
-        if (len == 3 && c == 0xe0 && s[i + 1] < 0xa0) return false;   // overlong
-        if (len == 3 && c == 0xed && s[i + 1] >= 0xa0) return false;  // surrogate
-        if (len == 4 && c == 0xf0 && s[i + 1] < 0x90) return false;   // overlong
-        if (len == 4 && (c > 0xf4 || (c == 0xf4 && s[i + 1] >= 0x90))) return false;
-        i += len;
+    if (n == 0) return 0;
+    const unsigned char c = s[0];
+    const std::size_t len = c < 0x80           ? 1
+                            : (c >> 5) == 0x6  ? 2
+                            : (c >> 4) == 0xe  ? 3
+                            : (c >> 3) == 0x1e ? 4
+                                               : 0;
+    if (len == 0 || len > n) return 0;
+    for (std::size_t k = 1; k < len; ++k) {
+        if ((s[k] & 0xc0) != 0x80) return 0;
+    }
+    if (len == 2 && c < 0xc2) return 0;                   // overlong
+    if (len == 3 && c == 0xe0 && s[1] < 0xa0) return 0;   // overlong
+    if (len == 3 && c == 0xed && s[1] >= 0xa0) return 0;  // surrogate
+    if (len == 4 && c == 0xf0 && s[1] < 0x90) return 0;   // overlong
+    if (len == 4 && (c > 0xf4 || (c == 0xf4 && s[1] >= 0x90))) return 0;
+    return len;
+}
+
+bool is_utf8(std::string_view bytes) noexcept {
+    while (!bytes.empty()) {
+        const std::size_t len = utf8_sequence(bytes);
+        if (len == 0) return false;
+        bytes.remove_prefix(len);
     }
     return true;
+}
+
+// --- PlainJson ---------------------------------------------------------------------
+
+namespace {
+
+// Bytes that stand for themselves in a JSON string: not a control character, quote,
+// backslash or the start of a multi-byte sequence.
+constexpr std::array<bool, 256> kPlainByte = [] {
+    std::array<bool, 256> table{};
+    for (int c = 0x20; c < 0x80; ++c)
+        table[c] = c != '"' && c != '\\';
+    return table;
+}();
+
+}  // namespace
+
+bool PlainJson::scan_string(bool escapes, std::string_view *out) noexcept {
+    skip_space();
+    if (p_ == end_ || *p_ != '"') return false;
+    const char *start = p_ + 1;
+    const char *q = start;
+    for (;;) {
+        while (q != end_ && kPlainByte[static_cast<unsigned char>(*q)])
+            ++q;
+        if (q == end_) return false;
+        const auto c = static_cast<unsigned char>(*q);
+        if (c == '"') break;
+        if (c < 0x20) return false;  // Boost.JSON refuses control characters
+        if (c == '\\') {
+            // Only escapes that stand for one ASCII character; \u brings surrogate rules.
+            if (!escapes || end_ - q < 2) return false;
+            switch (q[1]) {
+                case '"':
+                case '\\':
+                case '/':
+                case 'b':
+                case 'f':
+                case 'n':
+                case 'r':
+                case 't':
+                    q += 2;
+                    continue;
+                default:
+                    return false;
+            }
+        }
+        const std::size_t len =
+            utf8_sequence(std::string_view(q, static_cast<std::size_t>(end_ - q)));
+        if (len == 0) return false;
+        q += len;
+    }
+    if (out != nullptr) *out = std::string_view(start, static_cast<std::size_t>(q - start));
+    p_ = q + 1;
+    return true;
+}
+
+bool PlainJson::scan_number(double *out) {
+    const char *start = p_;
+    std::int64_t whole = 0;
+    while (p_ != end_ && *p_ >= '0' && *p_ <= '9') {
+        // 15 digits stay exact in a double.
+        if (p_ - start == 15) return false;
+        whole = whole * 10 + (*p_ - '0');
+        ++p_;
+    }
+    const std::size_t digits = static_cast<std::size_t>(p_ - start);
+    if (digits == 0 || (digits > 1 && *start == '0')) return false;  // no leading zero
+    if (p_ == end_ || (*p_ != '.' && *p_ != 'e' && *p_ != 'E')) {
+        if (out != nullptr) *out = static_cast<double>(whole);
+        return true;
+    }
+    if (*p_ != '.') return false;
+    ++p_;
+    const char *fraction = p_;
+    while (p_ != end_ && *p_ >= '0' && *p_ <= '9')
+        ++p_;
+    if (p_ == fraction || p_ - start > 64) return false;
+    if (p_ != end_ && (*p_ == 'e' || *p_ == 'E')) return false;
+    if (out == nullptr) return true;
+    // Boost.JSON's own conversion, so that the value is the one the full parser
+    // gives, to the last bit.
+    unsigned char buffer[256];
+    json::monotonic_resource arena(buffer, sizeof buffer);
+    boost::system::error_code ec;
+    const json::value v =
+        json::parse(json::string_view(start, static_cast<std::size_t>(p_ - start)), ec, &arena);
+    if (ec || !v.is_number()) return false;
+    *out = v.to_number<double>();
+    return true;
+}
+
+bool PlainJson::literal(std::string_view word) noexcept {
+    if (static_cast<std::size_t>(end_ - p_) < word.size() ||
+        std::string_view(p_, word.size()) != word) {
+        return false;
+    }
+    p_ += word.size();
+    return true;
+}
+
+bool PlainJson::boolean(bool &out) noexcept {
+    skip_space();
+    if (literal("true")) {
+        out = true;
+        return true;
+    }
+    if (literal("false")) {
+        out = false;
+        return true;
+    }
+    return false;
+}
+
+bool PlainJson::skip(std::string_view &out, int depth) noexcept {
+    skip_space();
+    const char *start = p_;
+    if (!skip_value(depth)) return false;
+    out = std::string_view(start, static_cast<std::size_t>(p_ - start));
+    return true;
+}
+
+bool PlainJson::skip_value(int depth) noexcept {
+    skip_space();
+    if (p_ == end_ || depth <= 0) return false;
+    switch (*p_) {
+        case '"':
+            return scan_string(true, nullptr);
+        case '{':
+            ++p_;
+            if (consume('}')) return true;
+            for (;;) {
+                if (!scan_string(true, nullptr) || !consume(':') || !skip_value(depth - 1))
+                    return false;
+                if (consume(',')) continue;
+                return consume('}');
+            }
+        case '[':
+            ++p_;
+            if (consume(']')) return true;
+            for (;;) {
+                if (!skip_value(depth - 1)) return false;
+                if (consume(',')) continue;
+                return consume(']');
+            }
+        case 't':
+            return literal("true");
+        case 'f':
+            return literal("false");
+        case 'n':
+            return literal("null");
+        default:
+            if (*p_ == '-') ++p_;
+            return scan_number(nullptr);
+    }
 }
 
 void put_secret(json::object &o, std::string_view key, const SecretBytes &s) {

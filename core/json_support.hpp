@@ -89,6 +89,77 @@ class ObjectReader {
     JsonErrors &errors_;
 };
 
+// Reads the plain subset of JSON that configurations nearly always are, without
+// building a document: objects, arrays, strings without escapes, numbers without an
+// exponent, true, false and null. It never reports a mistake; it answers "not
+// plain" (false), and the caller then parses the text with Boost.JSON, whose
+// messages are the ones users see. Whatever it accepts, Boost.JSON accepts with the
+// same meaning.
+class PlainJson {
+  public:
+    explicit PlainJson(std::string_view text) noexcept
+        : p_(text.data()), begin_(text.data()), end_(text.data() + text.size()) {}
+
+    // True when nothing but whitespace is left.
+    bool at_end() noexcept {
+        skip_space();
+        return p_ == end_;
+    }
+    // Consumes `c` after whitespace, if it comes next.
+    bool consume(char c) noexcept {
+        skip_space();
+        if (p_ == end_ || *p_ != c) return false;
+        ++p_;
+        return true;
+    }
+    // A string without escapes, as a view into the text.
+    bool string(std::string_view &out) noexcept { return scan_string(false, &out); }
+    // A number; false for one with an exponent, a sign or many digits. The value is
+    // the one Boost.JSON gives (fractions are converted by Boost.JSON itself).
+    bool number(double &out) {
+        skip_space();
+        return scan_number(&out);
+    }
+    bool boolean(bool &out) noexcept;
+
+    // Reads an object, calling `member(key)` after each key and its colon; the call
+    // reads the value. Stops at the first false.
+    template <class Member>
+    bool object(Member &&member) {
+        if (!consume('{')) return false;
+        if (consume('}')) return true;
+        for (;;) {
+            std::string_view key;
+            if (!string(key) || !consume(':') || !member(key)) return false;
+            if (consume(',')) continue;
+            return consume('}');
+        }
+    }
+
+    // Skips one value of any kind, escapes in strings allowed (except \u), and
+    // returns its text. `depth` bounds nesting far below Boost.JSON's limit.
+    bool skip(std::string_view &out, int depth = 32) noexcept;
+
+    // Where reading stands, as an offset into the text.
+    std::size_t offset() const noexcept { return static_cast<std::size_t>(p_ - begin_); }
+
+  private:
+    void skip_space() noexcept {
+        // Nothing above the space character is whitespace: one test in the usual case.
+        while (p_ != end_ && static_cast<unsigned char>(*p_) <= ' ' &&
+               (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t'))
+            ++p_;
+    }
+    bool scan_string(bool escapes, std::string_view *out) noexcept;
+    bool scan_number(double *out);
+    bool skip_value(int depth) noexcept;
+    bool literal(std::string_view word) noexcept;
+
+    const char *p_;
+    const char *begin_;
+    const char *end_;
+};
+
 std::string base64_encode(std::string_view bytes);
 // Returns nothing for text that is not base64.
 std::optional<SecretBytes> base64_decode(std::string_view text);
@@ -102,5 +173,7 @@ std::optional<SecretBytes> get_secret(const boost::json::object &o, std::string_
 
 // True when the bytes are valid UTF-8, so they can travel in a JSON string.
 bool is_utf8(std::string_view bytes) noexcept;
+// The length of the valid UTF-8 sequence at the start of `bytes`, or 0.
+std::size_t utf8_sequence(std::string_view bytes) noexcept;
 
 }  // namespace keyturn

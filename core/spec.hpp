@@ -4,6 +4,7 @@
 
 #include <array>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,6 +18,8 @@
 
 namespace keyturn {
 
+struct HttpProviderSpec;  // http_providers.hpp
+
 // Who answers a request: a refresh of a credential, or a step of a rotation.
 struct HookSpec {
     // "hook": a callback registered through the C ABI under `name`.
@@ -27,6 +30,10 @@ struct HookSpec {
     std::vector<std::string> command;
     // Extra environment for an exec program; never secrets.
     std::vector<std::pair<std::string, std::string>> env;
+    // "oauth2" (the refresh-token grant) and "http_json" (a JSON refresh API): the
+    // endpoint and what to send. Compared by identity: specs that each carry one are
+    // not shared between credentials.
+    std::shared_ptr<const HttpProviderSpec> http;
     bool operator==(const HookSpec &) const = default;
 
     // "hook \"name\"" or "exec hook \"/path\"", for messages.
@@ -51,6 +58,11 @@ struct CredentialSpec {
     std::optional<Duration> hook_timeout;
     bool serve_stale = false;
     Metadata metadata;
+    // Where the first value comes from when the store holds none: a file (mode 0600)
+    // holding a refresh token ("refresh_token"), or a console's token document with
+    // authToken, refreshToken and validUntil ("token_document").
+    std::string seed_file;
+    std::string seed_format;
     bool operator==(const CredentialSpec &) const = default;
 };
 
