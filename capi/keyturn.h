@@ -297,6 +297,24 @@ KEYTURN_API int keyturn_complete_error(keyturn_completion completion, int action
  *     "provider": {"type": "hook", "name": "issuer"},  required; or a program:
  *                 {"type": "exec", "command": ["/usr/local/bin/get-token", "--prod"],
  *                  "env": {"REGION": "eu"}}
+ *                 or the OAuth2 refresh-token grant (RFC 6749 section 6):
+ *                 {"type": "oauth2", "token_url": "https://idp.example/token",
+ *                  "client_id": "app", "client_secret_file": "/etc/app/secret",
+ *                  "client_auth": "basic" | "body", "scope": "read"}
+ *                 or a JSON refresh API:
+ *                 {"type": "http_json", "url": "https://api.example/refresh",
+ *                  "method": "POST", "headers": {"Authorization": "Bearer {{value}}"},
+ *                  "body": "{\"refreshToken\": \"{{refresh}}\"}", "body_format": "json",
+ *                  "response": {"value": "/authToken", "refresh": "/refreshToken",
+ *                               "expires_at": "/validUntil"}}
+ *                 Both HTTP providers also take "tls": {"ca_file", "client_cert_file",
+ *                 "client_key_file", "insecure_skip_verify"}, "timeouts": {"connect",
+ *                 "handshake", "request"}, "max_response_bytes" and "default_lifetime".
+ *     "seed": {"file": "/etc/app/refresh-token", "format": "refresh_token"
+ *                                                       | "token_document"},
+ *                                 the first refresh token, or a console's token
+ *                                 document (authToken, refreshToken, validUntil),
+ *                                 read (mode 0600) when the store holds nothing
  *     "store": {"type": "memory"} | {"type": "file", "path": "/var/lib/app/api.json"},
  *     "policy": {
  *       "refresh_at": 0.667,      fraction of the lifetime, between 0.05 and 0.95
@@ -309,6 +327,15 @@ KEYTURN_API int keyturn_complete_error(keyturn_completion completion, int action
  *     "serve_stale": false,       true: reads return an expired value, flagged
  *     "metadata": {"k": "v"}      strings, passed to the hook; not secret
  *   }
+ *
+ * OAuth2: a rotated refresh token is persisted before the new access token is
+ * published, and the old one is forgotten; an answer without one keeps the old one.
+ * invalid_grant is final (the refresh fails with action "give_up" and the message says
+ * a new login is needed); 429 and 5xx are retried, honouring Retry-After; other 4xx
+ * answers are final. Token endpoints are never followed through a redirect. TLS is
+ * verified against the system's CA store (or ca_file) with the host name checked;
+ * "insecure_skip_verify" turns that off and logs a warning. Plain http:// is accepted
+ * only to a loopback address.
  *
  * A file store keeps the value in a JSON file written atomically (temporary file,
  * fsync, rename, fsync of the directory) with mode 0600, and loads it when the
