@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <boost/json.hpp>
+
+#include "core/json_support.hpp"
 #include "core/spec.hpp"
 #include "core/status.hpp"
 
@@ -178,6 +181,61 @@ TEST(Config, ALargeConfigurationReportsADuplicateAtItsPath) {
     std::string message = config_error(many_credentials(10'000, 9'000));
     EXPECT_NE(message.find("credentials[9000].id: duplicate id \"c7\""), std::string::npos)
         << message.substr(0, 300);
+}
+
+}  // namespace
+}  // namespace keyturn
+
+namespace keyturn {
+namespace {
+
+// The fast reader for the common spec shape and the general reader must agree: the
+// same spec for valid text, the same message for invalid text.
+TEST(CredentialSpec, TheFastAndTheGeneralReaderAgree) {
+    const char *cases[] = {
+        R"({"id": "a", "provider": {"type": "hook", "name": "h"}})",
+        R"({"id": "a", "provider": {"type": "hook", "name": "h"}, "policy": {"jitter": 0}})",
+        R"({"id": "a", "provider": {"type": "hook", "name": "h"},
+            "policy": {"refresh_at": 0.5, "lead": "30s", "jitter": 0.25},
+            "store": {"type": "file", "path": "/var/lib/a.json"}, "hook_timeout": 2.5,
+            "serve_stale": true, "metadata": {"team": "pay", "env": "prod"}})",
+        R"({"id": "a", "provider": {"type": "hook", "name": "h"}, "store": {"type": "memory"}})",
+        R"({"id": "", "provider": {"type": "hook", "name": "h"}})",
+        R"({"id": "a b", "provider": {"type": "hook", "name": "h"}})",
+        R"({"id": "a", "provider": {"type": "hook", "name": ""}})",
+        R"({"id": "a", "provider": {"type": "hook"}})",
+        R"({"id": "a", "provider": {"type": "hook", "name": "h"}, "policy": {"jitter": 0.9}})",
+        R"({"id": "a", "provider": {"type": "hook", "name": "h"}, "policy": {"refresh_at": 1}})",
+        R"({"id": "a", "provider": {"type": "hook", "name": "h"}, "hook_timeout": 0})",
+        R"({"id": "a", "provider": {"type": "hook", "name": "h"}, "serve_stale": 1})",
+        R"({"id": "a", "provider": {"type": "hook", "name": "h"}, "metadata": {"k": 1}})",
+        R"({"id": "a", "provider": {"type": "hook", "name": "h"}, "store": {"type": "file"}})",
+        R"({"id": "a", "provider": {"type": "hook", "name": "h"}, "extra": true})",
+        R"({"id": "a", "id": "b", "provider": {"type": "hook", "name": "h"}})",
+        R"({"provider": {"type": "hook", "name": "h"}})",
+        R"({"id": "a"})",
+        R"({"id": 7, "provider": {"type": "hook", "name": "h"}})",
+    };
+    for (const char *text : cases) {
+        SCOPED_TRACE(text);
+        std::optional<CredentialSpec> fast;
+        std::string fast_error;
+        try {
+            fast = parse_credential_spec(text);
+        } catch (const Error &e) {
+            fast_error = e.what();
+        }
+        JsonErrors errors;
+        boost::json::value doc = boost::json::parse(text);
+        std::optional<CredentialSpec> general = read_credential_spec(doc, JsonPath(), errors);
+        if (general) {
+            ASSERT_TRUE(fast) << fast_error;
+            EXPECT_TRUE(*fast == *general);
+        } else {
+            EXPECT_FALSE(fast);
+            EXPECT_EQ(fast_error, "credential spec: " + errors.text());
+        }
+    }
 }
 
 }  // namespace
