@@ -2,8 +2,8 @@
 # Runs every test: installs what is missing, then
 #   1. a normal build and the whole suite (C++, C ABI, Python, examples);
 #   2. the suite again under AddressSanitizer and UndefinedBehaviorSanitizer;
-#   3. the threaded engine, rotator, exec runner, C ABI and configuration tests under
-#      ThreadSanitizer.
+#   3. the threaded engine, rotator, exec runner, HTTP client, C ABI and configuration
+#      tests under ThreadSanitizer.
 # Set KEYTURN_QUICK=1 to run only the first.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,8 +30,8 @@ ASAN_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --output-on-failure --timeout 900 -R 'python|quickstart')
 
-echo "== ThreadSanitizer (engine, rotator, exec runner, C ABI and configuration tests)"
+echo "== ThreadSanitizer (engine, rotator, exec runner, HTTP client, C ABI and configuration tests)"
 "$root/scripts/build.sh" build-tsan -DKEYTURN_SANITIZE=thread -DKEYTURN_BUILD_EXAMPLES=OFF
 (cd "$root/build-tsan" &&
     TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-    ctest -j"$jobs" --output-on-failure --timeout 900 -R 'Engine|Capi|Config|Rotator|Exec')
+    ctest -j"$jobs" --output-on-failure --timeout 900 -R 'Engine|Capi|Config|Rotator|Exec|Http')
