@@ -456,6 +456,63 @@ class RunningAgent(AgentTestCase):
         self.assertEqual(status["secrets"][0]["rotations"], 1)
         self.assertEqual(stat.S_IMODE(os.stat(self.sandbox.socket).st_mode), 0o600)
 
+    def test_the_socket_refuses_other_users(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to connect as another user")
+        try:
+            import pwd
+            nobody = pwd.getpwnam("nobody")
+        except KeyError:
+            self.skipTest("no user 'nobody'")
+        agent = self.start_agent()
+        self.assertEqual(stat.S_IMODE(os.stat(self.sandbox.socket).st_mode), 0o600)
+
+        def connect_as_nobody():
+            # A child that drops to 'nobody' and reports what connect() and a status
+            # request gave it: "refused" (EACCES), "closed" (accepted, then dropped
+            # without an answer) or "answered".
+            read_end, write_end = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(read_end)
+                outcome = b"error"
+                try:
+                    os.setgid(nobody.pw_gid)
+                    os.setuid(nobody.pw_uid)
+                    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                        s.settimeout(5)
+                        try:
+                            s.connect(self.sandbox.socket)
+                        except PermissionError:
+                            outcome = b"refused"
+                        else:
+                            # The agent may drop the connection before the request is
+                            # written: a broken pipe or a reset is "closed" too.
+                            try:
+                                s.sendall(b'{"op": "status"}\n')
+                                outcome = b"answered" if s.recv(4096) else b"closed"
+                            except (ConnectionError, socket.timeout):
+                                outcome = b"closed"
+                finally:
+                    os.write(write_end, outcome)
+                    os._exit(0)
+            os.close(write_end)
+            with os.fdopen(read_end, "rb") as r:
+                outcome = r.read().decode()
+            os.waitpid(pid, 0)
+            return outcome
+
+        # The socket's mode keeps another user out at connect().
+        os.chmod(self.sandbox.path, 0o755)
+        self.assertEqual(connect_as_nobody(), "refused")
+        # A socket opened up by mistake still answers only its owner.
+        os.chmod(self.sandbox.socket, 0o666)
+        self.assertEqual(connect_as_nobody(), "closed")
+        wait_until(lambda: "refused a client with uid %d" % nobody.pw_uid in agent.log(), 10,
+                   "the agent to log the refused client")
+        # The owner is still served.
+        self.assertEqual(agent.ask("status").returncode, 0)
+
     def test_malformed_requests_get_error_answers(self):
         agent = self.start_agent()
 
