@@ -206,8 +206,9 @@ KEYTURN_API void keyturn_engine_free(keyturn_engine *engine);
  * the whole group is killed. A non-zero exit, a signal, garbage output, too much output
  * and the timeout each fail the refresh with a message naming the program, the step
  * and the cause; each line it writes to standard error is logged at warning level
- * with the values it was given replaced by their fingerprints. The request text contains secrets: it is valid only during the call,
- * and keyturn overwrites it when the hook returns. Copy what you need.
+ * with the values it was given replaced by their fingerprints. The request text contains secrets:
+ * it is valid only during the call, and keyturn overwrites it when the hook returns. Copy what you
+ * need.
  *
  * The hook answers exactly once, through one of the keyturn_complete* functions.
  * A hook that has not answered within its timeout fails that refresh; its
@@ -310,12 +311,32 @@ KEYTURN_API int keyturn_complete_error(keyturn_completion completion, int action
  *                 Both HTTP providers also take "tls": {"ca_file", "client_cert_file",
  *                 "client_key_file", "insecure_skip_verify"}, "timeouts": {"connect",
  *                 "handshake", "request"}, "max_response_bytes" and "default_lifetime".
+ *                 or a Vault token, renewed, with AppRole login when renewal ends:
+ *                 {"type": "vault_token", "address": "https://vault.example:8200",
+ *                  "token_file": "/etc/app/vault-token",
+ *                  "approle": {"role_id_file": "/etc/app/role-id",
+ *                              "secret_id_file": "/etc/app/secret-id",
+ *                              "mount": "approle"},
+ *                  "namespace": "team-a", "increment": "1h"}
+ *                 or a leased Vault secret, renewed, read anew when renewal ends:
+ *                 {"type": "vault_lease", "address": "https://vault.example:8200",
+ *                  "path": "database/creds/readonly",
+ *                  "token_file": "/etc/app/vault-token", "increment": "1h"}
+ *                 Both Vault providers also take "revoke_on_remove" (false),
+ *                 "revoke_superseded_after" (a duration), "tls", "timeouts" and
+ *                 "max_response_bytes" as the HTTP providers do.
  *     "seed": {"file": "/etc/app/refresh-token", "format": "refresh_token"
  *                                                       | "token_document"},
  *                                 the first refresh token, or a console's token
  *                                 document (authToken, refreshToken, validUntil),
  *                                 read (mode 0600) when the store holds nothing
- *     "store": {"type": "memory"} | {"type": "file", "path": "/var/lib/app/api.json"},
+ *     "store": {"type": "memory"} | {"type": "file", "path": "/var/lib/app/api.json"}
+ *              | {"type": "vault_kv", "address": "https://vault.example:8200",
+ *                 "mount": "secret", "path": "app/db", "token_file": "/run/app/token",
+ *                 "namespace": "team-a", "tls": {...}, "timeouts": {...}},
+ *                                 mount defaults to "secret"; namespace is optional;
+ *                                 tls and timeouts as the HTTP providers' (request
+ *                                 timeout 10 s by default)
  *     "policy": {
  *       "refresh_at": 0.667,      fraction of the lifetime, between 0.05 and 0.95
  *       "lead": 60,               latest refresh before expiry; default the smaller
@@ -337,12 +358,44 @@ KEYTURN_API int keyturn_complete_error(keyturn_completion completion, int action
  * "insecure_skip_verify" turns that off and logs a warning. Plain http:// is accepted
  * only to a loopback address.
  *
+ * vault_token: the value is the token. Without a value yet, the token in "token_file"
+ * (mode 0600) is looked up for its TTL; without one, or when Vault refuses it, AppRole
+ * logs in (role id and secret id read from their files, mode 0600, at each login).
+ * Each refresh renews the token by "increment" (default: the TTL it was issued with).
+ * A renewal for less than asked (the max TTL is reached) keeps the token to its end and
+ * the next refresh logs in; a refused renewal logs in at once. Without "approle" a
+ * token that cannot be renewed further is final (action "give_up").
+ * vault_lease: the value is the JSON text of the secret's "data" object, such as
+ * {"username":"...","password":"..."}; the lease id is kept as refresh material, so it
+ * is persisted before the value is published. Each refresh renews the lease; a lease
+ * renewed for less than asked, not renewable, or refused is read anew and the new value
+ * published. The token for every request is read from "token_file" each time.
+ * Both send X-Vault-Request and, when given, X-Vault-Namespace. Vault's "errors" appear
+ * in failure messages; 400, 401 and 403 are final, 429, 5xx, timeouts and resets are
+ * retried, honouring Retry-After. "revoke_on_remove" revokes the lease (or the token)
+ * when the credential is removed or the engine stops (within its drain timeout);
+ * "revoke_superseded_after" revokes a lease (or token) replaced by a new read (or
+ * login) once that grace period has passed.
+ *
  * A file store keeps the value in a JSON file written atomically (temporary file,
  * fsync, rename, fsync of the directory) with mode 0600, and loads it when the
  * credential is added. On a running engine the credential is scheduled at once.
+ *
+ * A vault_kv store keeps the value as the fields of one secret in a Vault KV version 2
+ * mount, at <mount>/data/<path>, in the file store's format. Adding the credential
+ * reads it (nothing there means nothing stored) and remembers its version; every
+ * persist writes with check-and-set on that version and remembers the new one. When
+ * another writer has changed the secret in between, Vault refuses the write: the
+ * value is published in memory all the same, the "refreshed" event says
+ * "persisted": false with an error naming the store, and the secret is never
+ * overwritten; later persists are refused the same way until the credential is added
+ * again. Each call is synchronous on the calling thread, bounded by the request
+ * timeout. The token is read from token_file (mode 0600) at every call; it is sent in
+ * X-Vault-Token (with X-Vault-Namespace when given, and X-Vault-Request: true) and
+ * appears in no message. Plain http:// is accepted only to a loopback address.
  * Fails with KEYTURN_E_INVALID_ARGUMENT, KEYTURN_E_CONFIG, KEYTURN_E_EXISTS,
  * KEYTURN_E_NOT_FOUND (running engine, hook not registered), KEYTURN_E_STORE (the
- * stored file cannot be read or parsed; it is left untouched). */
+ * stored file or KV secret cannot be read or parsed; it is left untouched). */
 KEYTURN_API int keyturn_credential_add(keyturn_engine *engine, const char *spec, size_t len);
 
 /* Removes a credential. A hook in flight for it completes into nothing; the stored
@@ -473,6 +526,9 @@ KEYTURN_API void keyturn_credential_close(keyturn_credential *cred);
  *     "hooks": {"create": {...}, "set": {...}, "test": {...}, "finish": {...}},
  *                                                      per step; "hook" is the default
  *     "store": {"type": "file", "path": "/var/lib/keyturn/db-app.json"},
+ *                                or {"type": "memory"}, or {"type": "vault_kv", ...} as
+ *                                for credentials: the journal is then written to KV
+ *                                with check-and-set
  *     "schedule": {"every": "30d", "jitter": "1h"}
  *               | {"cron": "0 3 * * SUN", "window": "2h", "jitter": "15m"},
  *     "retry": {"backoff": {"initial": 5, "multiplier": 2, "max": 1800},
@@ -506,8 +562,7 @@ KEYTURN_API int keyturn_secret_remove(keyturn_engine *engine, const char *id);
  * is journaled before this returns.
  * Fails with KEYTURN_E_INVALID_ARGUMENT, KEYTURN_E_NOT_FOUND, KEYTURN_E_STATE (the
  * engine is not started), KEYTURN_E_STORE (the journal cannot be written). */
-KEYTURN_API int keyturn_secret_rotate(char **out_version, keyturn_engine *engine,
-                                      const char *id);
+KEYTURN_API int keyturn_secret_rotate(char **out_version, keyturn_engine *engine, const char *id);
 
 /* Gives a secret that has no value its first CURRENT value (`len` bytes, 1 to
  * 1 MiB), persisted before this returns.

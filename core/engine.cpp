@@ -26,6 +26,8 @@
 #include "core/refresh_policy.hpp"
 #include "core/rotator.hpp"
 #include "core/store.hpp"
+#include "core/vault_kv_store.hpp"
+#include "core/vault_providers.hpp"
 
 namespace keyturn {
 
@@ -212,6 +214,11 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         std::shared_ptr<Store> store;
         if (spec.store.kind == StoreSpec::Kind::file) {
             store = std::make_shared<FileStore>(spec.store.path);
+        } else if (spec.store.kind == StoreSpec::Kind::vault_kv && spec.store.vault_kv) {
+            store = std::make_shared<VaultKvStore>(
+                spec.store.vault_kv, [weak = weak_from_this()](LogLevel level, std::string line) {
+                    if (auto self = weak.lock()) self->log(level, std::move(line));
+                });
         } else {
             // A memory store keeps nothing of its own: one serves every credential.
             static const auto memory = std::make_shared<MemoryStore>();
@@ -283,10 +290,14 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
 
     void remove(std::string_view id) {
         std::vector<Event> events;
+        std::vector<Release> releases;
         {
             std::lock_guard lock(mutex_);
             std::shared_ptr<Credential> c = lookup(id);
             Credential::State &st = *c->state_;
+            if (started_ && !stopping_ && st.provider && st.provider->wants_release()) {
+                releases.push_back(Release{c, st.provider, st.owner});
+            }
 
             c->removed_.store(true, std::memory_order_release);
             if (st.phase == Phase::in_flight) {
@@ -303,6 +314,9 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
             rearm();
         }
         emit(std::move(events));
+        // Not waited for: the revocation of a lease, say, finishes in the background.
+        (void)start_releases(releases, "removed",
+                             std::chrono::steady_clock::now() + settings_.drain_timeout);
     }
 
     void refresh_now(std::string_view id) {
@@ -406,12 +420,19 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         rotator_->end_stop();
         lock.lock();
         drained_.wait_until(lock, deadline, [this] { return in_flight_ == 0; });
+        release_all(lock, deadline);
         const std::size_t abandoned = in_flight_;
         started_ = false;
         stopping_ = false;
         armed_at_.reset();
         timer_.cancel();
+        // The HTTP client's kept-alive connections and their sweeper would hold the io
+        // threads until the idle timeout; with no refresh left in flight it goes now (a
+        // revocation past the deadline ends with it), and the next start makes a new one.
+        std::shared_ptr<HttpClient> http;
+        if (abandoned == 0) http = std::move(http_);
         lock.unlock();
+        if (http) http->shutdown();
 
         if (abandoned != 0) {
             log(LogLevel::warning, "engine stopping with " + std::to_string(abandoned) +
@@ -578,7 +599,79 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         return Error(Status::not_found, "no credential \"" + std::string(id) + "\"");
     }
 
+    // What a provider holds for a credential that goes away, to be given back.
+    struct Release {
+        std::shared_ptr<Credential> credential;
+        std::shared_ptr<Provider> provider;
+        std::shared_ptr<const Snapshot> current;
+    };
+
+    struct ReleaseWait {
+        std::mutex mutex;
+        std::condition_variable done;
+        std::size_t left = 0;
+    };
+
+    // Hands each release to its provider, outside mutex_. The result counts down as
+    // providers finish.
+    std::shared_ptr<ReleaseWait> start_releases(const std::vector<Release> &releases,
+                                                std::string_view reason,
+                                                std::chrono::steady_clock::time_point deadline) {
+        auto wait = std::make_shared<ReleaseWait>();
+        wait->left = releases.size();
+        for (const Release &r : releases) {
+            auto once = std::make_shared<std::atomic<bool>>(false);
+            auto done = [wait, once] {
+                if (once->exchange(true)) return;
+                std::lock_guard lock(wait->mutex);
+                if (--wait->left == 0) wait->done.notify_all();
+            };
+            ReleaseRequest request;
+            request.credential = r.credential->id();
+            request.reason = reason;
+            request.current = r.current.get();
+            request.deadline = deadline;
+            try {
+                r.provider->release(request, done);
+            } catch (const std::exception &e) {
+                log(LogLevel::warning,
+                    "credential \"" + r.credential->id() + "\": releasing it failed: " + e.what());
+                done();
+            }
+        }
+        return wait;
+    }
+
+    // Lets providers give back what they hold (revoke a Vault lease, say) while the io
+    // threads still run, and waits for them until the stop's deadline. Called with
+    // mutex_ held through `lock`; returns with it held.
+    void release_all(std::unique_lock<std::mutex> &lock,
+                     std::chrono::steady_clock::time_point deadline) {
+        std::vector<Release> releases;
+        for (const auto &c : slots_) {
+            if (c && c->state_->provider && c->state_->provider->wants_release()) {
+                releases.push_back(Release{c, c->state_->provider, c->state_->owner});
+            }
+        }
+        if (releases.empty()) return;
+        lock.unlock();
+        auto wait = start_releases(releases, "stopping", deadline);
+        if (!manual_) {
+            std::unique_lock waiting(wait->mutex);
+            wait->done.wait_until(waiting, deadline, [&] { return wait->left == 0; });
+        }
+        lock.lock();
+    }
+
     std::shared_ptr<Provider> resolve_provider(const std::string &id, const CredentialSpec &spec) {
+        if ((spec.provider.type == "vault_token" || spec.provider.type == "vault_lease") &&
+            spec.provider.vault) {
+            return std::make_shared<VaultProvider>(
+                http_client(), io_, *spec.provider.vault,
+                [weak = weak_from_this()](LogLevel level, std::string line) {
+                    if (auto self = weak.lock()) self->log(level, std::move(line));
+                });
+        }
         if ((spec.provider.type == "oauth2" || spec.provider.type == "http_json") &&
             spec.provider.http) {
             try {

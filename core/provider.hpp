@@ -3,7 +3,9 @@
 // it answers through the completion once — before refresh() returns, or later from
 // any thread. A provider that never answers is timed out by the engine.
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -86,10 +88,33 @@ class Completion {
     std::uint64_t token_;
 };
 
+// What a provider is told when its credential goes away: removed, or the engine
+// stopping. Valid during release() only.
+struct ReleaseRequest {
+    std::string_view credential;
+    // "removed" or "stopping".
+    std::string_view reason;
+    // The value last published, or null.
+    const Snapshot *current = nullptr;
+    // Work started by release() should end by then: the engine stops waiting.
+    std::chrono::steady_clock::time_point deadline;
+};
+
 class Provider {
   public:
     virtual ~Provider() = default;
     virtual void refresh(const RefreshRequest &request, Completion completion) = 0;
+
+    // True when release() has something to give back (a lease or a token to revoke).
+    // The engine asks before it calls release(), so that credentials whose provider
+    // holds nothing cost nothing when the engine stops.
+    virtual bool wants_release() const { return false; }
+    // Gives back what the provider holds for this credential. `done` is called exactly
+    // once, from any thread, possibly before release() returns; it must not throw.
+    virtual void release(const ReleaseRequest &request, std::function<void()> done) {
+        (void)request;
+        done();
+    }
 };
 
 // The process-wide table of outstanding completions. Tokens are never reused.

@@ -21,6 +21,7 @@
 #include "core/status.hpp"
 #include "core/step_hook.hpp"
 #include "core/store.hpp"
+#include "core/vault_kv_store.hpp"
 
 namespace keyturn {
 
@@ -605,6 +606,8 @@ void Rotator::add(SecretSpec spec) {
     auto e = std::make_unique<Entry>();
     if (spec.store.kind == StoreSpec::Kind::file) {
         e->store = std::make_unique<FileSecretStore>(spec.store.path);
+    } else if (spec.store.kind == StoreSpec::Kind::vault_kv && spec.store.vault_kv) {
+        e->store = std::make_unique<VaultKvSecretStore>(spec.store.vault_kv, impl_->services.log);
     } else {
         e->store = std::make_unique<MemorySecretStore>();
     }

@@ -18,7 +18,8 @@
 
 namespace keyturn {
 
-struct HttpProviderSpec;  // http_providers.hpp
+struct HttpProviderSpec;   // http_providers.hpp
+struct VaultProviderSpec;  // vault_providers.hpp
 
 // Who answers a request: a refresh of a credential, or a step of a rotation.
 struct HookSpec {
@@ -34,6 +35,9 @@ struct HookSpec {
     // endpoint and what to send. Compared by identity: specs that each carry one are
     // not shared between credentials.
     std::shared_ptr<const HttpProviderSpec> http;
+    // "vault_token" and "vault_lease": the Vault server and what to keep alive there.
+    // Compared by identity, as `http` is.
+    std::shared_ptr<const VaultProviderSpec> vault;
     bool operator==(const HookSpec &) const = default;
 
     // "hook \"name\"" or "exec hook \"/path\"", for messages.
@@ -41,12 +45,17 @@ struct HookSpec {
 };
 using ProviderSpec = HookSpec;
 
+struct VaultKvStoreSpec;  // vault_kv_store.hpp
+
 struct StoreSpec {
-    enum class Kind { memory, file };
+    enum class Kind { memory, file, vault_kv };
     Kind kind = Kind::memory;
     // Kept as text: a std::filesystem::path splits itself into components on every
     // move, which a million specs pay for.
     std::string path;
+    // vault_kv: the server, the secret's path and the token. Compared by identity, as
+    // HookSpec::http is.
+    std::shared_ptr<const VaultKvStoreSpec> vault_kv;
     bool operator==(const StoreSpec &) const = default;
 };
 

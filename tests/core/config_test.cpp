@@ -5,6 +5,7 @@
 #include "core/json_support.hpp"
 #include "core/spec.hpp"
 #include "core/status.hpp"
+#include "core/vault_kv_store.hpp"
 
 namespace keyturn {
 namespace {
@@ -106,8 +107,9 @@ TEST(Config, BadDurationsAndStoresAreExplained) {
                          "policy": {"backoff": {"initial": "10s", "max": "1s"}}}]})");
     EXPECT_NE(message.find("engine.hook_timeout: expected a duration"), std::string::npos)
         << message;
-    EXPECT_NE(message.find("credentials[0].store.type: expected \"memory\" or \"file\""),
-              std::string::npos)
+    EXPECT_NE(
+        message.find("credentials[0].store.type: expected \"memory\", \"file\" or \"vault_kv\""),
+        std::string::npos)
         << message;
     EXPECT_NE(message.find("credentials[0].policy.backoff.max: must not be shorter"),
               std::string::npos)
@@ -189,6 +191,23 @@ TEST(Config, ALargeConfigurationReportsADuplicateAtItsPath) {
 namespace keyturn {
 namespace {
 
+TEST(Config, VaultProviderMistakesAreExplainedAtTheirPath) {
+    std::string message = config_error(R"({"credentials": [
+        {"id": "t", "provider": {"type": "vault_token", "address": "https://v:8200",
+                                 "token_file": "/t", "increment": "soon"}},
+        {"id": "l", "provider": {"type": "vault_lease", "address": "ftp://v",
+                                 "token_file": "/t", "revoke_on_remove": 1}}]})");
+    EXPECT_NE(message.find("credentials[0].provider.increment: expected a duration"),
+              std::string::npos)
+        << message;
+    EXPECT_NE(message.find("credentials[1].provider.address: not a usable URL"), std::string::npos)
+        << message;
+    EXPECT_NE(message.find("credentials[1].provider.path: "), std::string::npos) << message;
+    EXPECT_NE(message.find("credentials[1].provider.revoke_on_remove: expected true or false"),
+              std::string::npos)
+        << message;
+}
+
 // The fast reader for the common spec shape and the general reader must agree: the
 // same spec for valid text, the same message for invalid text.
 TEST(CredentialSpec, TheFastAndTheGeneralReaderAgree) {
@@ -215,6 +234,17 @@ TEST(CredentialSpec, TheFastAndTheGeneralReaderAgree) {
         R"({"provider": {"type": "hook", "name": "h"}})",
         R"({"id": "a"})",
         R"({"id": 7, "provider": {"type": "hook", "name": "h"}})",
+        // Vault providers are read by the general reader only; the fast one steps aside.
+        // (Valid ones are left out: their settings are compared by identity.)
+        R"({"id": "a", "provider": {"type": "vault_token", "address": "https://v:8200",
+            "token_file": "/t", "increment": "soon"}})",
+        R"({"id": "a", "provider": {"type": "vault_lease", "address": "https://v:8200"}})",
+        R"({"id": "a", "provider": {"type": "hook", "name": "h"}, "store": {"type": "vault_kv"}})",
+        R"({"id": "a", "provider": {"type": "hook", "name": "h"},
+            "store": {"type": "vault_kv", "address": "http://127.0.0.1:8200", "mount": 1,
+                      "path": "a", "token_file": "/t"}})",
+        R"({"id": "a", "provider": {"type": "hook", "name": "h"},
+            "store": {"type": "file", "path": "/a.json", "token_file": "/t"}})",
     };
     for (const char *text : cases) {
         SCOPED_TRACE(text);
@@ -236,6 +266,127 @@ TEST(CredentialSpec, TheFastAndTheGeneralReaderAgree) {
             EXPECT_EQ(fast_error, "credential spec: " + errors.text());
         }
     }
+}
+
+// --- Vault KV stores ---------------------------------------------------------------------
+
+std::string spec_error(std::string_view text) {
+    try {
+        parse_credential_spec(text);
+    } catch (const Error &e) {
+        EXPECT_EQ(e.status(), Status::config);
+        return e.what();
+    }
+    ADD_FAILURE() << "no error for " << text;
+    return {};
+}
+
+TEST(VaultKvConfig, ReadsEveryKey) {
+    CredentialSpec spec = parse_credential_spec(R"({"id": "db",
+        "provider": {"type": "hook", "name": "h"},
+        "store": {"type": "vault_kv", "address": "https://vault.example.com:8200/",
+                  "mount": "/kv/", "path": "app/db", "token_file": "/etc/keyturn/token",
+                  "namespace": "team-a",
+                  "tls": {"ca_file": "/etc/ssl/vault-ca.pem"},
+                  "timeouts": {"connect": "2s", "request": "4s"}}})");
+    ASSERT_EQ(spec.store.kind, StoreSpec::Kind::vault_kv);
+    ASSERT_TRUE(spec.store.vault_kv);
+    const VaultKvStoreSpec &kv = *spec.store.vault_kv;
+    EXPECT_EQ(kv.address, "https://vault.example.com:8200");
+    EXPECT_EQ(kv.mount, "kv");
+    EXPECT_EQ(kv.path, "app/db");
+    EXPECT_EQ(kv.token_file, "/etc/keyturn/token");
+    EXPECT_EQ(kv.vault_namespace, "team-a");
+    EXPECT_EQ(kv.tls.ca_file, "/etc/ssl/vault-ca.pem");
+    EXPECT_EQ(kv.options.connect_timeout, 2s);
+    EXPECT_EQ(kv.options.request_timeout, 4s);
+    EXPECT_EQ(describe_vault_kv(kv), "vault kv https://vault.example.com:8200/kv/app/db");
+}
+
+TEST(VaultKvConfig, TheMountDefaultsToSecretAndTheRequestTimeoutIsShort) {
+    CredentialSpec spec = parse_credential_spec(R"({"id": "db",
+        "provider": {"type": "hook", "name": "h"},
+        "store": {"type": "vault_kv", "address": "http://127.0.0.1:8200", "path": "app/db",
+                  "token_file": "/run/token"}})");
+    ASSERT_TRUE(spec.store.vault_kv);
+    EXPECT_EQ(spec.store.vault_kv->mount, "secret");
+    EXPECT_EQ(spec.store.vault_kv->options.request_timeout, 10s);
+}
+
+TEST(VaultKvConfig, MistakesAreNamedAtTheirPaths) {
+    std::string message = spec_error(R"({"id": "db", "provider": {"type": "hook", "name": "h"},
+        "store": {"type": "vault_kv", "address": "http://vault.example.com:8200",
+                  "mount": 7, "path": "app//db", "tls": {"client_cert_file": "/c.pem"},
+                  "timeouts": {"request": 0}, "shape": "round"}})");
+    for (const char *expected : {
+             "store.address: must be https://",
+             "store.mount: expected a string",
+             "store.path: expected a Vault path",
+             "store.token_file: is required",
+             "store.tls: give both client_cert_file and client_key_file",
+             "store.timeouts.request: expected a duration",
+             "store.shape: unknown key",
+         }) {
+        EXPECT_NE(message.find(expected), std::string::npos) << expected << "\n" << message;
+    }
+
+    message = spec_error(R"({"id": "db", "provider": {"type": "hook", "name": "h"},
+        "store": {"type": "vault_kv", "address": "vault:8200", "path": "",
+                  "token_file": "", "namespace": ""}})");
+    for (const char *expected : {
+             "store.address: not a usable URL",
+             "store.path: expected a Vault path",
+             "store.token_file: expected the path of a file",
+             "store.namespace: expected a Vault namespace",
+         }) {
+        EXPECT_NE(message.find(expected), std::string::npos) << expected << "\n" << message;
+    }
+}
+
+TEST(VaultKvConfig, FileAndMemoryStoresRefuseVaultKeys) {
+    std::string message = spec_error(R"({"id": "db", "provider": {"type": "hook", "name": "h"},
+        "store": {"type": "file", "path": "/tmp/x.json", "mount": "secret"}})");
+    EXPECT_NE(message.find("store.mount: unknown key"), std::string::npos) << message;
+}
+
+TEST(VaultKvConfig, ASecretTakesTheSameStore) {
+    SecretSpec spec = parse_secret_spec(R"({"id": "db-app", "hook": {"type": "hook", "name": "h"},
+        "store": {"type": "vault_kv", "address": "http://127.0.0.1:8200", "path": "db-app",
+                  "token_file": "/run/token"}})");
+    EXPECT_EQ(spec.store.kind, StoreSpec::Kind::vault_kv);
+    ASSERT_TRUE(spec.store.vault_kv);
+    EXPECT_EQ(spec.store.vault_kv->path, "db-app");
+}
+
+TEST(VaultKvConfig, PathsInAConfigurationStartAtTheCredentialOrSecret) {
+    std::string message = config_error(R"({"credentials": [{"id": "db",
+        "provider": {"type": "hook", "name": "h"},
+        "store": {"type": "vault_kv", "address": "https://vault.example.com", "mount": ["kv"],
+                  "path": "app/db", "token_file": "/run/token"}}],
+        "secrets": [{"id": "pw", "hook": {"type": "hook", "name": "h"},
+                     "store": {"type": "vault_kv", "address": "https://vault.example.com",
+                               "path": "app/pw"}}]})");
+    EXPECT_NE(message.find("credentials[0].store.mount: expected a string"), std::string::npos)
+        << message;
+    EXPECT_NE(message.find("secrets[0].store.token_file: is required"), std::string::npos)
+        << message;
+}
+
+// The fast reader leaves a vault_kv store to the general reader, and the spec it then
+// gives is the general reader's.
+TEST(VaultKvConfig, TheFastReaderHandsVaultKvStoresToTheGeneralReader) {
+    const char *text = R"({"id": "a", "provider": {"type": "hook", "name": "h"},
+        "store": {"type": "vault_kv", "address": "http://127.0.0.1:8200", "path": "app/a",
+                  "token_file": "/run/token"}})";
+    CredentialSpec fast = parse_credential_spec(text);
+    JsonErrors errors;
+    boost::json::value doc = boost::json::parse(text);
+    std::optional<CredentialSpec> general = read_credential_spec(doc, JsonPath(), errors);
+    ASSERT_TRUE(general) << errors.text();
+    ASSERT_TRUE(fast.store.vault_kv && general->store.vault_kv);
+    EXPECT_EQ(fast.store.kind, general->store.kind);
+    EXPECT_EQ(describe_vault_kv(*fast.store.vault_kv), describe_vault_kv(*general->store.vault_kv));
+    EXPECT_EQ(fast.store.vault_kv->token_file, general->store.vault_kv->token_file);
 }
 
 }  // namespace

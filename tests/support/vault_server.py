@@ -295,10 +295,12 @@ class VaultServer:
     # -- fixtures ---------------------------------------------------------------------------
 
     def create_token(self, ttl=3600, explicit_max_ttl=0, renewable=True,
-                     policies=("default",), paths=None, parent=None):
-        """A new service token; `paths=None` lets it reach every path. Returns its id."""
+                     policies=("default",), paths=None, parent=None, token_id=None):
+        """A new service token; `paths=None` lets it reach every path. Returns its id, which
+        is `token_id` when given (as the `id` a root token may choose in Vault)."""
         return self._new_token(ttl=ttl, explicit_max_ttl=explicit_max_ttl, renewable=renewable,
-                               policies=list(policies), paths=paths, parent=parent)
+                               policies=list(policies), paths=paths, parent=parent,
+                               token_id=token_id)
 
     def revoke_token(self, token_id):
         with self._lock:
@@ -405,14 +407,15 @@ class VaultServer:
 
     def _new_token(self, ttl, policies, paths, explicit_max_ttl=0, backend_max_ttl=0,
                    renewable=True, parent=None, path="auth/token/create", meta=None,
-                   display_name="token"):
+                   display_name="token", token_id=None):
         with self._lock:
             if ttl:
                 cap = min(t for t in (self.max_lease_ttl, explicit_max_ttl, backend_max_ttl)
                           if t > 0)
                 ttl = min(ttl, cap)
             now = self.now()
-            token = Token(id="hvs." + _random(), accessor=_random(), policies=policies,
+            token = Token(id=token_id or "hvs." + _random(), accessor=_random(),
+                          policies=policies,
                           paths=paths, issued=now, expires=now + ttl if ttl else None,
                           creation_ttl=ttl, explicit_max_ttl=explicit_max_ttl,
                           backend_max_ttl=backend_max_ttl, backend_ttl=ttl,
