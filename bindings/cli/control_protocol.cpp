@@ -1,4 +1,4 @@
-#include "agent/control_protocol.hpp"
+#include "bindings/cli/control_protocol.hpp"
 
 #include <chrono>
 

@@ -19,10 +19,10 @@
 
 #include <boost/json.hpp>
 
-#include "agent/agent.hpp"
-#include "agent/agent_config.hpp"
-#include "agent/control_client.hpp"
-#include "agent/status_table.hpp"
+#include "bindings/cli/agent.hpp"
+#include "bindings/cli/agent_config.hpp"
+#include "bindings/cli/control_client.hpp"
+#include "bindings/cli/status_table.hpp"
 
 namespace {
 

@@ -1,4 +1,4 @@
-#include "agent/status_table.hpp"
+#include "bindings/cli/status_table.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "agent/control_client.hpp"
+#include "bindings/cli/control_client.hpp"
 
 #include <poll.h>
 #include <sys/socket.h>

@@ -1,4 +1,4 @@
-#include "agent/agent_config.hpp"
+#include "bindings/cli/agent_config.hpp"
 
 #include <sys/stat.h>
 #include <sys/un.h>

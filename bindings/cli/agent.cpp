@@ -1,4 +1,4 @@
-#include "agent/agent.hpp"
+#include "bindings/cli/agent.hpp"
 
 #include <signal.h>
 #include <sys/socket.h>
@@ -25,9 +25,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
-#include "agent/agent_config.hpp"
-#include "agent/control_protocol.hpp"
-#include "agent/sink_file.hpp"
+#include "bindings/cli/agent_config.hpp"
+#include "bindings/cli/control_protocol.hpp"
+#include "bindings/cli/sink_file.hpp"
 #include "core/engine.hpp"
 #include "core/secret.hpp"
 #include "core/status.hpp"

@@ -1,4 +1,4 @@
-#include "agent/sink_file.hpp"
+#include "bindings/cli/sink_file.hpp"
 
 #include <stdexcept>
 
