@@ -512,4 +512,14 @@ HttpJsonBody parse_json_object_body(std::string_view body) {
     return out;
 }
 
+std::string tidy_server_text(std::string_view text, std::size_t max) {
+    std::string out;
+    for (char c : text.substr(0, max)) {
+        const auto u = static_cast<unsigned char>(c);
+        out += (u < 0x20 || u == 0x7f || c == '"') ? ' ' : c;
+    }
+    if (text.size() > max) out += "...";
+    return out;
+}
+
 }  // namespace keyturn

@@ -143,6 +143,12 @@ std::string describe_truncation(std::string_view how, std::size_t received,
 // "5s", "0.25s", "1.5s": a duration as messages show it.
 std::string format_seconds(Duration d);
 
+// A server's own words (an error code, a description) made fit for a log line:
+// control characters and quotes become spaces, and past `max` bytes it is cut with
+// "...". What a server says about a failure never holds the client's secrets, but
+// it may be long or hostile.
+std::string tidy_server_text(std::string_view text, std::size_t max = 200);
+
 // A response body read as a JSON object, kept in scrubbing storage (it holds tokens).
 struct HttpJsonBody {
     std::optional<boost::json::object> object;

@@ -65,6 +65,8 @@ class JsonErrors {
 class ObjectReader {
   public:
     ObjectReader(const boost::json::value &value, const JsonPath &path, JsonErrors &errors);
+    // The reader keeps a reference to `path`: a temporary would dangle.
+    ObjectReader(const boost::json::value &value, JsonPath &&path, JsonErrors &errors) = delete;
 
     bool valid() const noexcept { return object_ != nullptr; }
     const JsonPath &path() const noexcept { return path_; }

@@ -2,6 +2,7 @@
 
 #include <boost/json.hpp>
 
+#include "core/http_response.hpp"
 #include "core/json_support.hpp"
 #include "core/spec.hpp"
 #include "core/status.hpp"
@@ -71,28 +72,16 @@ OAuth2Request build_refresh_request(const OAuth2Client &client, const SecretByte
 
 namespace {
 
-// Short, printable and without quotes: error codes and descriptions come from the
-// server and end up in logs.
-std::string tidy(std::string_view text, std::size_t max = 200) {
-    std::string out;
-    for (char c : text.substr(0, max)) {
-        const auto u = static_cast<unsigned char>(c);
-        out += (u < 0x20 || u == 0x7f || c == '"') ? ' ' : c;
-    }
-    if (text.size() > max) out += "...";
-    return out;
-}
-
 RefreshFailure error_answer(int status, const json::object *o,
                             std::optional<Duration> retry_after) {
     std::string code;
     std::string description;
     if (o != nullptr) {
         if (const json::value *e = o->if_contains("error"); e && e->is_string()) {
-            code = tidy(e->get_string(), 64);
+            code = tidy_server_text(e->get_string(), 64);
         }
         if (const json::value *d = o->if_contains("error_description"); d && d->is_string()) {
-            description = tidy(d->get_string());
+            description = tidy_server_text(d->get_string());
         }
     }
     RefreshFailure f;
@@ -185,10 +174,10 @@ RefreshOutcome interpret_token_response(int status, std::string_view body,
         s.expires_in = default_lifetime;
     }
     if (const json::value *t = o->if_contains("token_type"); t && t->is_string()) {
-        s.metadata.emplace("token_type", tidy(t->get_string(), 32));
+        s.metadata.emplace("token_type", tidy_server_text(t->get_string(), 32));
     }
     if (const json::value *sc = o->if_contains("scope"); sc && sc->is_string()) {
-        s.metadata.emplace("scope", tidy(sc->get_string(), 512));
+        s.metadata.emplace("scope", tidy_server_text(sc->get_string(), 512));
     }
     return s;
 }

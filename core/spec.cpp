@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "core/duration.hpp"
+#include "core/http_options_reader.hpp"
 #include "core/http_providers.hpp"
 #include "core/json_support.hpp"
 #include "core/rotation.hpp"
@@ -240,29 +241,7 @@ void read_http_provider(ObjectReader &r, const JsonPath &path, JsonErrors &error
             errors.add(response_path, "is required: where the value is in the answer");
         }
     }
-    if (const json::value *t = r.raw("tls")) {
-        const JsonPath tls_path(path, "tls");
-        ObjectReader tr(*t, tls_path, errors);
-        tr.allow_only({"ca_file", "client_cert_file", "client_key_file", "insecure_skip_verify"});
-        if (auto f = tr.string("ca_file")) spec->tls.ca_file = *f;
-        if (auto f = tr.string("client_cert_file")) spec->tls.client_cert_file = *f;
-        if (auto f = tr.string("client_key_file")) spec->tls.client_key_file = *f;
-        if (auto b = tr.boolean("insecure_skip_verify")) spec->tls.insecure_skip_verify = *b;
-        if (spec->tls.client_cert_file.empty() != spec->tls.client_key_file.empty()) {
-            errors.add(tls_path, "give both client_cert_file and client_key_file, or neither");
-        }
-    }
-    if (const json::value *t = r.raw("timeouts")) {
-        ObjectReader tr(*t, JsonPath(path, "timeouts"), errors);
-        tr.allow_only({"connect", "handshake", "request"});
-        const Duration lo = std::chrono::milliseconds(1), hi = std::chrono::minutes(10);
-        if (auto d = tr.duration("connect", lo, hi)) spec->options.connect_timeout = *d;
-        if (auto d = tr.duration("handshake", lo, hi)) spec->options.handshake_timeout = *d;
-        if (auto d = tr.duration("request", lo, hi)) spec->options.request_timeout = *d;
-    }
-    if (auto n = r.integer("max_response_bytes", 1024, 64 << 20)) {
-        spec->options.max_body_bytes = static_cast<std::size_t>(*n);
-    }
+    read_http_options(r, path, errors, spec->tls, spec->options, true);
     if (auto d = r.duration("default_lifetime", std::chrono::seconds(1), kMaxDuration)) {
         spec->default_lifetime = *d;
     }

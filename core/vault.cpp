@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "core/http_response.hpp"
 #include "core/json_support.hpp"
 #include "core/spec.hpp"
 
@@ -16,17 +17,6 @@ namespace {
 // Whole seconds, rounded up: Vault reads an increment as seconds.
 std::int64_t whole_seconds(Duration d) {
     return static_cast<std::int64_t>(std::ceil(to_seconds(d) - 1e-9));
-}
-
-// Vault's error strings end up in logs: printable, without quotes, not too long.
-std::string tidy(std::string_view text, std::size_t max = 200) {
-    std::string out;
-    for (char c : text.substr(0, max)) {
-        const auto u = static_cast<unsigned char>(c);
-        out += (u < 0x20 || u == 0x7f || c == '"') ? ' ' : c;
-    }
-    if (text.size() > max) out += "...";
-    return out;
 }
 
 // A JSON body built in scrubbing storage and serialized into a ScrubbedString.
@@ -176,7 +166,7 @@ std::string vault_errors_text(std::string_view body) {
             break;
         }
         if (!out.empty()) out += "; ";
-        out += tidy(e.get_string());
+        out += tidy_server_text(e.get_string());
         ++shown;
     }
     return out;

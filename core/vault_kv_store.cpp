@@ -4,6 +4,7 @@
 
 #include <mutex>
 
+#include "core/http_options_reader.hpp"
 #include "core/http_providers.hpp"
 #include "core/json_support.hpp"
 #include "core/rotation.hpp"
@@ -140,27 +141,7 @@ std::shared_ptr<const VaultKvStoreSpec> read_vault_kv_store_spec(ObjectReader &r
         }
         spec->vault_namespace = trimmed;
     }
-    if (const json::value *t = r.raw("tls")) {
-        const JsonPath tls_path(path, "tls");
-        ObjectReader tr(*t, tls_path, errors);
-        tr.allow_only({"ca_file", "client_cert_file", "client_key_file", "insecure_skip_verify"});
-        if (auto f = tr.string("ca_file")) spec->tls.ca_file = *f;
-        if (auto f = tr.string("client_cert_file")) spec->tls.client_cert_file = *f;
-        if (auto f = tr.string("client_key_file")) spec->tls.client_key_file = *f;
-        if (auto b = tr.boolean("insecure_skip_verify")) spec->tls.insecure_skip_verify = *b;
-        if (spec->tls.client_cert_file.empty() != spec->tls.client_key_file.empty()) {
-            errors.add(tls_path, "give both client_cert_file and client_key_file, or neither");
-        }
-    }
-    if (const json::value *t = r.raw("timeouts")) {
-        const JsonPath timeouts_path(path, "timeouts");  // the reader keeps a reference
-        ObjectReader tr(*t, timeouts_path, errors);
-        tr.allow_only({"connect", "handshake", "request"});
-        const Duration lo = std::chrono::milliseconds(1), hi = std::chrono::minutes(10);
-        if (auto d = tr.duration("connect", lo, hi)) spec->options.connect_timeout = *d;
-        if (auto d = tr.duration("handshake", lo, hi)) spec->options.handshake_timeout = *d;
-        if (auto d = tr.duration("request", lo, hi)) spec->options.request_timeout = *d;
-    }
+    read_http_options(r, path, errors, spec->tls, spec->options, false);
     if (errors.lines().size() != mistakes) return nullptr;
     return spec;
 }

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <vector>
 
+#include "core/http_options_reader.hpp"
 #include "core/http_providers.hpp"
 #include "core/json_support.hpp"
 #include "core/spec.hpp"
@@ -681,31 +682,7 @@ void read_vault_provider_spec(ObjectReader &r, const JsonPath &path, JsonErrors 
         spec->path = std::string(vpath);
     }
 
-    if (const boost::json::value *t = r.raw("tls")) {
-        const JsonPath tls_path(path, "tls");
-        ObjectReader tr(*t, tls_path, errors);
-        tr.allow_only({"ca_file", "client_cert_file", "client_key_file", "insecure_skip_verify"});
-        HttpTlsOptions &tls = spec->endpoint.tls;
-        if (auto f = tr.string("ca_file")) tls.ca_file = *f;
-        if (auto f = tr.string("client_cert_file")) tls.client_cert_file = *f;
-        if (auto f = tr.string("client_key_file")) tls.client_key_file = *f;
-        if (auto b = tr.boolean("insecure_skip_verify")) tls.insecure_skip_verify = *b;
-        if (tls.client_cert_file.empty() != tls.client_key_file.empty()) {
-            errors.add(tls_path, "give both client_cert_file and client_key_file, or neither");
-        }
-    }
-    if (const boost::json::value *t = r.raw("timeouts")) {
-        ObjectReader tr(*t, JsonPath(path, "timeouts"), errors);
-        tr.allow_only({"connect", "handshake", "request"});
-        const Duration lo = std::chrono::milliseconds(1), hi = std::chrono::minutes(10);
-        HttpRequestOptions &o = spec->endpoint.options;
-        if (auto d = tr.duration("connect", lo, hi)) o.connect_timeout = *d;
-        if (auto d = tr.duration("handshake", lo, hi)) o.handshake_timeout = *d;
-        if (auto d = tr.duration("request", lo, hi)) o.request_timeout = *d;
-    }
-    if (auto n = r.integer("max_response_bytes", 1024, 64 << 20)) {
-        spec->endpoint.options.max_body_bytes = static_cast<std::size_t>(*n);
-    }
+    read_http_options(r, path, errors, spec->endpoint.tls, spec->endpoint.options, true);
     out.vault = std::move(spec);
 }
 

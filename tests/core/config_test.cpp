@@ -343,6 +343,35 @@ TEST(VaultKvConfig, MistakesAreNamedAtTheirPaths) {
     }
 }
 
+// Every HTTP-based provider reads "tls", "timeouts" and "max_response_bytes" the same
+// way, and names a mistake inside them by its full path.
+TEST(HttpOptionsConfig, MistakesInsideTlsAndTimeoutsAreNamedForEveryProvider) {
+    const char *providers[] = {
+        R"("type": "oauth2", "token_url": "https://idp.example/token", "client_id": "app")",
+        R"("type": "http_json", "url": "https://api.example/refresh",
+           "response": {"value": "/token"})",
+        R"("type": "vault_lease", "address": "https://vault.example", "path": "db/creds/ro",
+           "token_file": "/run/token")",
+    };
+    for (const char *provider : providers) {
+        const std::string message =
+            spec_error(std::string(R"({"id": "c", "provider": {)") + provider + R"(,
+            "tls": {"client_key_file": "/k.pem", "verify": true},
+            "timeouts": {"connect": "soon", "request": 0, "idle": 3},
+            "max_response_bytes": 10}})");
+        for (const char *expected : {
+                 "provider.tls: give both client_cert_file and client_key_file",
+                 "provider.tls.verify: unknown key",
+                 "provider.timeouts.connect: expected a duration",
+                 "provider.timeouts.request: expected a duration",
+                 "provider.timeouts.idle: unknown key",
+                 "provider.max_response_bytes: expected",
+             }) {
+            EXPECT_NE(message.find(expected), std::string::npos) << expected << "\n" << message;
+        }
+    }
+}
+
 TEST(VaultKvConfig, FileAndMemoryStoresRefuseVaultKeys) {
     std::string message = spec_error(R"({"id": "db", "provider": {"type": "hook", "name": "h"},
         "store": {"type": "file", "path": "/tmp/x.json", "mount": "secret"}})");
