@@ -553,6 +553,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         const TimePoint now = clock_->now();
 
         if (auto *success = std::get_if<RefreshSuccess>(&outcome)) {
+            const bool new_refresh = success->refresh.has_value();
             auto snapshot = std::make_shared<Snapshot>();
             snapshot->value = std::move(success->value);
             if (success->refresh) {
@@ -574,6 +575,7 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
             if (snapshot->expires_at <= now) {
                 RefreshFailure f{"the new value had already expired when it arrived",
                                  FailureAction::retry, std::nullopt};
+                if (new_refresh) f.refresh = std::move(snapshot->refresh);
                 return fail(c, token, now, std::move(f), prior);
             }
             return publish(c, token, now, std::move(snapshot));
@@ -963,12 +965,39 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
             scrub(failure.reason, &prior->value);
             if (prior->refresh) scrub(failure.reason, &*prior->refresh);
         }
+        // New refresh material that came with an unusable answer replaces the old, which
+        // the issuer may have rotated away: stored with the value still held (same
+        // version, same expiry), or, with no value yet, kept where the seed's was.
+        const bool renewed = failure.refresh.has_value();
+        std::shared_ptr<Snapshot> kept;
+        if (renewed) {
+            scrub(failure.reason, &*failure.refresh);
+            if (prior) {
+                kept = std::make_shared<Snapshot>(*prior);
+                kept->refresh = std::move(failure.refresh);
+                try {
+                    c->state_->store->persist(*kept);
+                } catch (const std::exception &e) {
+                    failure.reason += "; the new refresh material was not stored: ";
+                    failure.reason += e.what();
+                }
+            }
+        }
         std::vector<Event> events;
         {
             std::lock_guard lock(mutex_);
-            if (c->removed_.load(std::memory_order_acquire) || c->state_->token != token) {
+            Credential::State &st = *c->state_;
+            if (c->removed_.load(std::memory_order_acquire) || st.token != token) {
                 return Status::stale_completion;
             }
+            if (kept) {
+                std::shared_ptr<const Snapshot> same_value = std::move(kept);
+                c->current_.store(same_value.get(), std::memory_order_release);
+                hazard::retire(std::exchange(st.owner, same_value));
+            } else if (renewed && !st.owner) {
+                st.seed_refresh = std::make_shared<const SecretBytes>(std::move(*failure.refresh));
+            }
+            if (renewed) st.discard_refresh = false;
             apply_failure(*c, now, std::move(failure), events);
             reschedule(*c);
             rearm();

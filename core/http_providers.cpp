@@ -42,6 +42,29 @@ TimePoint system_now() {
         std::chrono::duration_cast<Duration>(std::chrono::system_clock::now().time_since_epoch()));
 }
 
+// A token whose expiry has passed already ("expires_in": 0, or a server whose clock is
+// far behind) is not published: the refresh fails, is retried with backoff, and the
+// refresh material the answer brought is kept, since the server may have rotated the
+// old one away.
+void refuse_if_expired(RefreshOutcome &outcome, std::string_view what) {
+    auto *s = std::get_if<RefreshSuccess>(&outcome);
+    if (s == nullptr) return;
+    std::string why;
+    if (s->expires_at) {
+        const TimePoint now = system_now();
+        if (*s->expires_at > now) return;
+        const auto ago = std::chrono::round<std::chrono::milliseconds>(now - *s->expires_at);
+        why = "the token had expired already, " + format_seconds(ago) + " ago";
+    } else if (s->expires_in && *s->expires_in <= Duration::zero()) {
+        why = "the token's lifetime is 0: it had expired already";
+    } else {
+        return;
+    }
+    RefreshFailure f{std::string(what) + ": " + why, FailureAction::retry, std::nullopt};
+    f.refresh = std::move(s->refresh);
+    outcome = std::move(f);
+}
+
 std::string where(const HttpProviderSpec &spec) {
     std::string error;
     auto url = parse_http_url(spec.url, &error);
@@ -87,6 +110,7 @@ void OAuth2Provider::refresh(const RefreshRequest &request, Completion completio
         if (has_answer(result)) {
             outcome = interpret_token_response(result.status, result.body.str(), result.retry_after,
                                                lifetime);
+            refuse_if_expired(outcome, "token response");
             if (auto *f = std::get_if<RefreshFailure>(&outcome)) {
                 f->reason = "POST " + endpoint + ": " + f->reason;
             }
@@ -135,6 +159,7 @@ void HttpJsonProvider::refresh(const RefreshRequest &request, Completion complet
         if (has_answer(result)) {
             outcome = interpret_json_refresh(result.status, result.body.str(), result.retry_after,
                                              mapping, system_now(), lifetime);
+            refuse_if_expired(outcome, "refresh response");
             if (auto *f = std::get_if<RefreshFailure>(&outcome)) {
                 f->reason = label + ": " + f->reason;
             }

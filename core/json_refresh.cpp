@@ -256,7 +256,7 @@ Snapshot parse_token_document(std::string_view text, TimePoint now) {
     s.value = SecretBytes(std::string_view(auth->get_string()));
     if (refresh) s.refresh = SecretBytes(std::string_view(refresh->get_string()));
     s.issued_at = now;
-    s.expires_at = from_unix_seconds(*secs);
+    s.expires_at = from_unix_seconds(secs.value_or(0));  // checked above
     s.version = 1;
     return s;
 }

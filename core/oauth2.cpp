@@ -166,6 +166,13 @@ RefreshOutcome interpret_token_response(int status, std::string_view body,
                 seconds = -1;
             }
         }
+        if (e->is_number() && seconds < 0) {
+            // A lifetime that ended already. The refresh token that came with it is
+            // kept: the server may have rotated the old one away.
+            RefreshFailure f = bad("\"expires_in\" is negative: the token had expired already");
+            f.refresh = std::move(s.refresh);
+            return f;
+        }
         if (!(seconds >= 0) || seconds > 100.0 * 365 * 86400) {
             return bad("\"expires_in\" is not a number of seconds");
         }

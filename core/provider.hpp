@@ -32,7 +32,7 @@ struct RefreshRequest {
 struct RefreshSuccess {
     SecretBytes value;
     // New refresh material; nothing keeps the old.
-    std::optional<SecretBytes> refresh;
+    std::optional<SecretBytes> refresh = std::nullopt;
     // Exactly one of the two is set by a well-formed result.
     std::optional<TimePoint> expires_at;
     std::optional<Duration> expires_in;
@@ -48,6 +48,10 @@ struct RefreshFailure {
     std::string reason;
     FailureAction action = FailureAction::retry;
     std::optional<Duration> retry_after;
+    // New refresh material that came with an answer unfit to publish (its token had
+    // already expired): kept in place of the old one, which the issuer may have
+    // rotated away.
+    std::optional<SecretBytes> refresh = std::nullopt;
 };
 
 using RefreshOutcome = std::variant<RefreshSuccess, RefreshFailure>;

@@ -397,6 +397,59 @@ TEST_F(EngineTest, ANewRefreshTokenIsPersistedBeforeTheValueIsPublished) {
     EXPECT_EQ(read(*engine_, "api").value, token(2));
 }
 
+TEST_F(EngineTest, RefreshMaterialFromAnUnusableAnswerReplacesTheOld) {
+    CredentialSpec s = file_spec("api", temp_dir() / "api.json");
+    engine_->add(s);
+    engine_->start();
+    settle();
+    // No value yet: the rotated refresh token of a failed first answer is used next.
+    RefreshFailure first = failure("the token had expired already");
+    first.refresh = SecretBytes(std::string_view(refresh_token(1)));
+    provider_->last().completion.complete(std::move(first));
+    advance(1s);
+    EXPECT_EQ(provider_->last().refresh, refresh_token(1));
+    EXPECT_EQ(provider_->last().reason, "retry");
+    provider_->last().completion.complete(success(token(2), 90s, refresh_token(2)));
+    settle();
+    ASSERT_EQ(read(*engine_, "api").value, token(2));
+
+    // With a value held: the value stays, with its version and expiry, and the new refresh
+    // token is on disk beside it before the retry.
+    advance(60s);
+    RefreshFailure later = failure("the token had expired already");
+    later.refresh = SecretBytes(std::string_view(refresh_token(3)));
+    EXPECT_EQ(provider_->last().completion.complete(std::move(later)), Status::ok);
+    auto stored = FileStore(s.store.path).load();
+    ASSERT_TRUE(stored);
+    EXPECT_EQ(stored->value.reveal(), token(2));
+    EXPECT_EQ(stored->refresh->reveal(), refresh_token(3));
+    EXPECT_EQ(stored->version, 1u);
+    EXPECT_EQ(read(*engine_, "api").value, token(2));
+    advance(1s);
+    EXPECT_EQ(provider_->last().refresh, refresh_token(3));
+    ASSERT_EQ(events_of(EventType::refresh_failed).size(), 2u);
+    EXPECT_EQ(events_of(EventType::refreshed).size(), 1u);
+}
+
+// An answer whose expiry has passed is not published, but the refresh token it brought is
+// kept: the issuer may have rotated the old one away.
+TEST_F(EngineTest, AnAnswerThatExpiredOnArrivalKeepsItsRefreshToken) {
+    engine_->add(spec("api"));
+    engine_->start();
+    settle();
+    RefreshSuccess dead = success(token(1), 90s, refresh_token(1));
+    dead.expires_in.reset();
+    dead.expires_at = clock_->now() - 1s;
+    provider_->last().completion.complete(std::move(dead));
+    settle();
+    EXPECT_EQ(read(*engine_, "api").status, Status::not_ready);
+    auto failed = events_of(EventType::refresh_failed);
+    ASSERT_EQ(failed.size(), 1u);
+    EXPECT_NE(failed[0].error.find("had already expired"), std::string::npos);
+    advance(1s);
+    EXPECT_EQ(provider_->last().refresh, refresh_token(1));
+}
+
 TEST_F(EngineTest, AStoreThatFailsStillPublishesAndSaysSo) {
     // The directory does not exist.
     CredentialSpec s = file_spec("api", temp_dir() / "gone" / "api.json");

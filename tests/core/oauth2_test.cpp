@@ -97,6 +97,20 @@ TEST(OAuth2Response, RetryableAndFinalFailures) {
     EXPECT_EQ(std::get<RefreshFailure>(o).retry_after, std::chrono::seconds(30));
 }
 
+TEST(OAuth2Response, ANegativeLifetimeFailsButKeepsTheRotatedRefreshToken) {
+    auto o = interpret_token_response(
+        200,
+        R"({"access_token":"kt-SENTINEL-a","expires_in":-30,"refresh_token":"kt-SENTINEL-r2"})",
+        std::nullopt, 1h);
+    ASSERT_TRUE(std::holds_alternative<RefreshFailure>(o));
+    const auto &f = std::get<RefreshFailure>(o);
+    EXPECT_EQ(f.action, FailureAction::retry);
+    EXPECT_NE(f.reason.find("\"expires_in\" is negative"), std::string::npos) << f.reason;
+    EXPECT_EQ(f.reason.find(kMarker), std::string::npos) << f.reason;
+    ASSERT_TRUE(f.refresh);
+    EXPECT_EQ(f.refresh->reveal(), "kt-SENTINEL-r2");
+}
+
 TEST(OAuth2Response, MessagesNeverQuoteTokens) {
     const char *bodies[] = {
         R"({"access_token":"kt-SENTINEL-a","expires_in":"soon"})",
