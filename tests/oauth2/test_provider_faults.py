@@ -483,7 +483,6 @@ class FaultTestCase(unittest.TestCase):
         with self.issuer.lock:
             self.assertEqual(self.issuer.reuses, 0, "a refresh token was used twice")
 
-
     def unix_time_of(self, index):
         """The unix time at which request `index` came to the server."""
         with self.issuer.lock:
@@ -622,7 +621,6 @@ class HttpJsonFaults(FaultTests, FaultTestCase):
     cred = "console-token"
     past_expiry_plan = ["expires_at_past"]
     past_expiry_causes = ["expired"]
-
 
 
 if __name__ == "__main__":
