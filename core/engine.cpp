@@ -709,6 +709,9 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
     std::shared_ptr<HttpClient> http_client() {
         if (!http_) {
             HttpClientOptions options;
+            const auto per_origin = static_cast<std::size_t>(settings_.http_connections_per_origin);
+            options.max_connections_per_origin = per_origin;
+            options.max_idle_per_origin = per_origin;
             options.log = [weak = weak_from_this()](LogLevel level, std::string line) {
                 if (auto self = weak.lock()) self->log(level, std::move(line));
             };
@@ -727,6 +730,11 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
     // Returns the shared copy of a spec equal to `spec` (whose id is empty), adding
     // it if there is none. Called with mutex_ held.
     std::shared_ptr<const CredentialSpec> intern(CredentialSpec &&spec) {
+        // A spec with an HTTP or Vault part equals no other (those compare by identity):
+        // the table could only hold it.
+        if (spec.provider.http || spec.provider.vault || spec.store.vault_kv) {
+            return std::make_shared<const CredentialSpec>(std::move(spec));
+        }
         const std::size_t hash = hash_of(spec);
         auto [first, last] = specs_.equal_range(hash);
         for (auto it = first; it != last;) {

@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <deque>
 #include <mutex>
 #include <optional>
 #include <unordered_map>
@@ -205,12 +206,29 @@ void close_on_strand(std::unique_ptr<Connection> connection) {
     });
 }
 
+// A request that came while its origin had max_connections_per_origin exchanges
+// running. Every member is guarded by the client's mutex.
+struct Waiting {
+    Waiting(asio::io_context &io, HttpRequest r, HttpUrl u, std::function<void(HttpResult)> d,
+            SteadyClock::time_point at)
+        : request(std::move(r)), url(std::move(u)), done(std::move(d)), deadline(at), timer(io) {}
+
+    HttpRequest request;
+    HttpUrl url;
+    std::function<void(HttpResult)> done;
+    SteadyClock::time_point deadline;
+    asio::steady_timer timer;  // ends the wait at the deadline
+    bool taken = false;        // started, timed out or failed by shutdown
+};
+
 struct Origin {
     std::string key;
     HttpTlsOptions tls_options;
     bool tls = false;
     std::shared_ptr<ssl::context> ssl_context;  // loaded at first use
     std::vector<std::unique_ptr<Connection>> idle;
+    std::size_t running = 0;                       // exchanges started and not yet finished
+    std::deque<std::shared_ptr<Waiting>> waiting;  // oldest first; taken ones are skipped
 };
 
 class Exchange;
@@ -239,6 +257,11 @@ class HttpClient::Core : public std::enable_shared_from_this<Core> {
         return n;
     }
 
+    std::size_t waiting_requests() const {
+        std::lock_guard lock(mutex_);
+        return waiting_;
+    }
+
     void log(LogLevel level, std::string line) const {
         if (options_.log) options_.log(level, std::move(line));
     }
@@ -252,12 +275,24 @@ class HttpClient::Core : public std::enable_shared_from_this<Core> {
     // connection's strand.
     void release(const std::shared_ptr<Origin> &origin, std::unique_ptr<Connection> connection);
 
-    void forget(Exchange *exchange) {
-        std::lock_guard lock(mutex_);
-        active_.erase(exchange);
-    }
+    // An exchange has ended: its origin has room for the request that waited longest.
+    void finished(Exchange *exchange, const std::shared_ptr<Origin> &origin);
 
   private:
+    std::size_t max_running() const {
+        return std::max<std::size_t>(1, options_.max_connections_per_origin);
+    }
+    // Makes the exchange for a request that may run now, on an idle connection of its
+    // origin when one is fit for reuse; the caller spawns it. Called with mutex_ held.
+    std::shared_ptr<Exchange> start_locked(const std::shared_ptr<Origin> &origin,
+                                           HttpRequest request, const HttpUrl &url,
+                                           std::function<void(HttpResult)> done,
+                                           SteadyClock::time_point deadline);
+    // Called with mutex_ held.
+    void wait_locked(const std::shared_ptr<Origin> &origin, HttpRequest request, const HttpUrl &url,
+                     std::function<void(HttpResult)> done, SteadyClock::time_point deadline);
+    void wait_timed_out(const std::weak_ptr<Waiting> &weak, const std::shared_ptr<Origin> &origin);
+
     void schedule_sweep_locked();
     void wait_sweep(SteadyClock::duration after);
     void sweep();
@@ -269,6 +304,7 @@ class HttpClient::Core : public std::enable_shared_from_this<Core> {
     bool shut_down_ = false;
     std::unordered_map<std::string, std::shared_ptr<Origin>> origins_;
     std::unordered_map<Exchange *, std::weak_ptr<Exchange>> active_;
+    std::size_t waiting_ = 0;  // requests waiting for room, all origins
     bool sweep_armed_ = false;
 
     // Only touched on sweep_strand_.
@@ -284,7 +320,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   public:
     Exchange(std::shared_ptr<HttpClient::Core> core, Strand strand, HttpRequest request,
              HttpUrl url, std::shared_ptr<Origin> origin, std::unique_ptr<Connection> connection,
-             std::function<void(HttpResult)> done)
+             std::function<void(HttpResult)> done, SteadyClock::time_point deadline)
         : core_(std::move(core)),
           strand_(std::move(strand)),
           method_(std::move(request.method)),
@@ -298,7 +334,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
           reused_(connection_ != nullptr),
           resolver_(strand_),
           resolve_timer_(strand_),
-          deadline_(SteadyClock::now() + request.options.request_timeout) {
+          deadline_(deadline) {
         cleanse(request.url);
     }
 
@@ -399,7 +435,7 @@ asio::awaitable<void> Exchange::run(std::shared_ptr<Exchange> self) {
 
 void Exchange::finish(HttpResult result) {
     if (connection_) close_on_strand(std::move(connection_));
-    core_->forget(this);
+    core_->finished(this, origin_);
     for (auto &header : headers_)
         cleanse(header.second);
     cleanse(body_.str());
@@ -727,6 +763,8 @@ void HttpClient::Core::send(HttpRequest request, std::function<void(HttpResult)>
         return invalid(*url, "timeouts must be positive");
     }
 
+    // The request timeout runs from this call, through any wait for room at the origin.
+    const auto deadline = SteadyClock::now() + o.request_timeout;
     bool first_use = false;
     std::shared_ptr<Exchange> exchange;
     {
@@ -745,21 +783,11 @@ void HttpClient::Core::send(HttpRequest request, std::function<void(HttpResult)>
             origin->tls = url->tls;
             origin->tls_options = tls;
         }
-        // The most recently used connection first: the least likely to have been
-        // closed by the server.
-        std::unique_ptr<Connection> connection;
-        while (!origin->idle.empty() && !connection) {
-            connection = std::move(origin->idle.back());
-            origin->idle.pop_back();
-            if (SteadyClock::now() - connection->idle_since >= options_.idle_timeout ||
-                !connection->looks_alive()) {
-                close_on_strand(std::move(connection));
-            }
+        if (origin->running < max_running()) {
+            exchange = start_locked(origin, std::move(request), *url, std::move(done), deadline);
+        } else {
+            wait_locked(origin, std::move(request), *url, std::move(done), deadline);
         }
-        Strand strand = connection ? connection->strand : asio::make_strand(io_);
-        exchange = std::make_shared<Exchange>(shared_from_this(), strand, std::move(request), *url,
-                                              origin, std::move(connection), std::move(done));
-        active_[exchange.get()] = exchange;
     }
     if (first_use && url->tls && tls.insecure_skip_verify) {
         log(LogLevel::warning, "HTTPS to " + std::string(url->scheme()) + "://" +
@@ -767,7 +795,95 @@ void HttpClient::Core::send(HttpRequest request, std::function<void(HttpResult)>
                                    " without certificate verification (insecure_skip_verify): "
                                    "the server's identity is not checked");
     }
-    asio::co_spawn(exchange->strand(), Exchange::run(exchange), asio::detached);
+    if (exchange) asio::co_spawn(exchange->strand(), Exchange::run(exchange), asio::detached);
+}
+
+std::shared_ptr<Exchange> HttpClient::Core::start_locked(const std::shared_ptr<Origin> &origin,
+                                                         HttpRequest request, const HttpUrl &url,
+                                                         std::function<void(HttpResult)> done,
+                                                         SteadyClock::time_point deadline) {
+    // The most recently used connection first: the least likely to have been closed by
+    // the server.
+    std::unique_ptr<Connection> connection;
+    while (!origin->idle.empty() && !connection) {
+        connection = std::move(origin->idle.back());
+        origin->idle.pop_back();
+        if (SteadyClock::now() - connection->idle_since >= options_.idle_timeout ||
+            !connection->looks_alive()) {
+            close_on_strand(std::move(connection));
+        }
+    }
+    Strand strand = connection ? connection->strand : asio::make_strand(io_);
+    auto exchange =
+        std::make_shared<Exchange>(shared_from_this(), strand, std::move(request), url, origin,
+                                   std::move(connection), std::move(done), deadline);
+    active_[exchange.get()] = exchange;
+    ++origin->running;
+    return exchange;
+}
+
+void HttpClient::Core::wait_locked(const std::shared_ptr<Origin> &origin, HttpRequest request,
+                                   const HttpUrl &url, std::function<void(HttpResult)> done,
+                                   SteadyClock::time_point deadline) {
+    auto waiting =
+        std::make_shared<Waiting>(io_, std::move(request), url, std::move(done), deadline);
+    // The timer's handler holds the request weakly: the queue owns it, and a request
+    // that starts in time takes its timer with it, which cancels the wait.
+    waiting->timer.expires_at(deadline);
+    waiting->timer.async_wait([weak_core = weak_from_this(), weak = std::weak_ptr(waiting),
+                               origin](const error_code &ec) {
+        if (ec) return;
+        if (auto core = weak_core.lock()) core->wait_timed_out(weak, origin);
+    });
+    origin->waiting.push_back(std::move(waiting));
+    ++waiting_;
+}
+
+void HttpClient::Core::wait_timed_out(const std::weak_ptr<Waiting> &weak,
+                                      const std::shared_ptr<Origin> &origin) {
+    HttpRequest request;
+    HttpUrl url;
+    std::function<void(HttpResult)> done;
+    std::size_t running = 0;
+    {
+        std::lock_guard lock(mutex_);
+        auto waiting = weak.lock();
+        if (!waiting || waiting->taken) return;
+        waiting->taken = true;
+        --waiting_;
+        request = std::move(waiting->request);
+        url = waiting->url;
+        done = std::move(waiting->done);
+        running = origin->running;
+    }
+    HttpResult result =
+        make_http_failure(request.method, url, HttpErrorKind::timeout,
+                          "timed out after " + format_seconds(request.options.request_timeout) +
+                              " (request) waiting for a connection: " + std::to_string(running) +
+                              " requests to this origin were in flight");
+    scrub_request(request);
+    done(std::move(result));
+}
+
+void HttpClient::Core::finished(Exchange *exchange, const std::shared_ptr<Origin> &origin) {
+    std::vector<std::shared_ptr<Exchange>> next;
+    {
+        std::lock_guard lock(mutex_);
+        active_.erase(exchange);
+        --origin->running;
+        while (!shut_down_ && origin->running < max_running() && !origin->waiting.empty()) {
+            std::shared_ptr<Waiting> waiting = std::move(origin->waiting.front());
+            origin->waiting.pop_front();
+            if (waiting->taken) continue;
+            waiting->taken = true;
+            --waiting_;
+            waiting->timer.cancel();
+            next.push_back(start_locked(origin, std::move(waiting->request), waiting->url,
+                                        std::move(waiting->done), waiting->deadline));
+        }
+    }
+    for (auto &e : next)
+        asio::co_spawn(e->strand(), Exchange::run(e), asio::detached);
 }
 
 std::shared_ptr<ssl::context> HttpClient::Core::tls_context(Origin &origin, std::string &error) {
@@ -892,6 +1008,7 @@ void HttpClient::Core::sweep() {
 void HttpClient::Core::shutdown() {
     std::vector<std::unique_ptr<Connection>> idle;
     std::vector<std::shared_ptr<Exchange>> active;
+    std::vector<std::shared_ptr<Waiting>> waiting;
     {
         std::lock_guard lock(mutex_);
         if (shut_down_) return;
@@ -900,13 +1017,30 @@ void HttpClient::Core::shutdown() {
             for (auto &connection : origin->idle)
                 idle.push_back(std::move(connection));
             origin->idle.clear();
+            for (auto &w : origin->waiting) {
+                if (w->taken) continue;
+                w->taken = true;
+                w->timer.cancel();
+                waiting.push_back(std::move(w));
+            }
+            origin->waiting.clear();
         }
+        waiting_ = 0;
         for (auto &[pointer, weak] : active_) {
             if (auto exchange = weak.lock()) active.push_back(std::move(exchange));
         }
     }
     for (auto &connection : idle)
         close_on_strand(std::move(connection));
+    // Requests that never started end as they would have had they started.
+    for (auto &w : waiting) {
+        HttpResult result = make_http_failure(w->request.method, w->url, HttpErrorKind::shut_down,
+                                              "client shut down");
+        scrub_request(w->request);
+        asio::post(io_, [done = std::move(w->done), result = std::move(result)]() mutable {
+            done(std::move(result));
+        });
+    }
     for (auto &exchange : active) {
         const Strand strand = exchange->strand();
         asio::post(strand, [exchange = std::move(exchange)] { exchange->cancel(); });
@@ -934,6 +1068,10 @@ void HttpClient::shutdown() {
 
 std::size_t HttpClient::idle_connections() const {
     return core_->idle_connections();
+}
+
+std::size_t HttpClient::waiting_requests() const {
+    return core_->waiting_requests();
 }
 
 }  // namespace keyturn

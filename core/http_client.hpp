@@ -12,9 +12,12 @@
 //   to another server).
 // - Connections are kept alive and reused, per origin: scheme, host, port and the TLS
 //   settings (CA file, client certificate and key, verification on or off). At most
-//   `max_idle_per_origin` idle connections are kept per origin, each for at most
-//   `idle_timeout`. Before reuse a connection is checked without blocking: one that the
-//   server closed, or that holds unexpected bytes, is dropped.
+//   `max_connections_per_origin` exchanges run at once per origin, each on a connection
+//   of its own; later requests wait, in the order they came, for one of them to end, and
+//   the request timeout counts that wait. At most `max_idle_per_origin` idle connections
+//   are kept per origin, each for at most `idle_timeout`. Before reuse a connection is
+//   checked without blocking: one that the server closed, or that holds unexpected
+//   bytes, is dropped.
 // - A request is resent at most once, on a new connection, and only when it went out
 //   on a reused connection and either (a) it could not be written in full — the server
 //   cannot have acted on a request it never received whole — or (b) its method is
@@ -89,7 +92,10 @@ struct HttpRequest {
 };
 
 struct HttpClientOptions {
-    std::size_t max_idle_per_origin = 8;
+    // A million credentials due at once against one token endpoint open this many
+    // connections to it, not a million. At least 1.
+    std::size_t max_connections_per_origin = 32;
+    std::size_t max_idle_per_origin = 32;
     Duration idle_timeout = std::chrono::seconds(30);
     // Operator messages (a warning for insecure origins, debug lines for resent
     // requests). Called from io threads or from send(); it must not call back in.
@@ -123,6 +129,8 @@ class HttpClient {
 
     // Idle connections currently kept, all origins together.
     std::size_t idle_connections() const;
+    // Requests waiting for an origin's exchanges to make room, all origins together.
+    std::size_t waiting_requests() const;
 
     // The shared state behind the client; declared here only so that the
     // implementation's parts can name it.

@@ -70,8 +70,13 @@ std::size_t hash_of(const CredentialSpec &spec) noexcept {
         h = (h ^ word) * 1099511628211ull;
         h ^= h >> 29;
     };
+    text(spec.provider.type);
     text(spec.provider.name);
     text(spec.store.path);
+    // Compared by identity, so hashed by identity.
+    value(spec.provider.http.get());
+    value(spec.provider.vault.get());
+    value(spec.store.vault_kv.get());
     value(spec.policy.refresh_at);
     value(spec.policy.jitter);
     value(spec.policy.backoff.initial);
@@ -780,13 +785,16 @@ void read_engine_settings(const json::value &value, JsonErrors &errors, EngineSe
     const JsonPath root;
     const JsonPath engine_path(root, "engine");
     ObjectReader r(value, engine_path, errors);
-    r.allow_only({"threads", "hook_timeout", "drain_timeout"});
+    r.allow_only({"threads", "hook_timeout", "drain_timeout", "http_connections_per_origin"});
     if (auto n = r.integer("threads", 1, 64)) out.threads = static_cast<int>(*n);
     if (auto d = r.duration("hook_timeout", std::chrono::milliseconds(1), kMaxDuration)) {
         out.hook_timeout = *d;
     }
     if (auto d = r.duration("drain_timeout", Duration::zero(), std::chrono::hours(1))) {
         out.drain_timeout = *d;
+    }
+    if (auto n = r.integer("http_connections_per_origin", 1, 1024)) {
+        out.http_connections_per_origin = static_cast<int>(*n);
     }
 }
 

@@ -107,6 +107,9 @@ struct EngineSettings {
     int threads = 1;
     Duration hook_timeout = std::chrono::seconds(30);
     Duration drain_timeout = std::chrono::seconds(5);
+    // Requests in flight at once to one HTTP origin (scheme, host, port, TLS settings)
+    // from the engine's HTTP providers; more wait their turn.
+    int http_connections_per_origin = 32;
 };
 
 struct EngineConfig {

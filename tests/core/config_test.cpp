@@ -28,7 +28,8 @@ const char *kGood = R"({"id": "db", "provider": {"type": "hook", "name": "issuer
 
 TEST(Config, AcceptsAFullConfiguration) {
     EngineConfig c = parse_engine_config(R"({
-      "engine": {"threads": 2, "hook_timeout": "10s", "drain_timeout": 1.5},
+      "engine": {"threads": 2, "hook_timeout": "10s", "drain_timeout": 1.5,
+                 "http_connections_per_origin": 8},
       "credentials": [{
         "id": "db", "provider": {"type": "hook", "name": "issuer"},
         "store": {"type": "file", "path": "/tmp/db.json"},
@@ -39,6 +40,7 @@ TEST(Config, AcceptsAFullConfiguration) {
     EXPECT_EQ(c.engine.threads, 2);
     EXPECT_EQ(c.engine.hook_timeout, 10s);
     EXPECT_EQ(c.engine.drain_timeout, 1500ms);
+    EXPECT_EQ(c.engine.http_connections_per_origin, 8);
     ASSERT_EQ(c.credentials.size(), 1u);
     const CredentialSpec &s = c.credentials[0];
     EXPECT_EQ(s.id, "db");
@@ -58,6 +60,7 @@ TEST(Config, EmptyDocumentGivesDefaults) {
     EngineConfig c = parse_engine_config("{}");
     EXPECT_EQ(c.engine.threads, 1);
     EXPECT_EQ(c.engine.hook_timeout, 30s);
+    EXPECT_EQ(c.engine.http_connections_per_origin, 32);
     EXPECT_TRUE(c.credentials.empty());
 }
 
@@ -80,10 +83,15 @@ TEST(Config, UnknownKeysAreRejectedAtTheirPath) {
 }
 
 TEST(Config, WrongTypesSayWhatWasExpected) {
-    std::string message = config_error(R"({"engine": {"threads": "two"},
+    std::string message = config_error(R"({"engine": {"threads": "two",
+                                                       "http_connections_per_origin": 0},
         "credentials": [{"id": 5, "provider": {"type": "hook", "name": "h"},
                          "serve_stale": "yes", "metadata": {"k": 1}}]})");
     EXPECT_NE(message.find("engine.threads: expected a whole number from 1 to 64"),
+              std::string::npos)
+        << message;
+    EXPECT_NE(message.find("engine.http_connections_per_origin: expected a whole number from 1 "
+                           "to 1024"),
               std::string::npos)
         << message;
     EXPECT_NE(message.find("credentials[0].id: expected a string"), std::string::npos) << message;

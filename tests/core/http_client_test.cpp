@@ -472,6 +472,107 @@ TEST_F(HttpClientTest, IdleConnectionsPerOriginAreCapped) {
     EXPECT_EQ(client_->idle_connections(), 2u);
 }
 
+// Sends without waiting; the future holds the result.
+std::future<HttpResult> send_async(HttpClient &client, HttpRequest request) {
+    auto promise = std::make_shared<std::promise<HttpResult>>();
+    auto future = promise->get_future();
+    client.send(std::move(request),
+                [promise](HttpResult result) { promise->set_value(std::move(result)); });
+    return future;
+}
+
+TEST_F(HttpClientTest, AtMostTheCapOfRequestsRunPerOriginAndTheRestWaitTheirTurn) {
+    HttpClientOptions options;
+    options.max_connections_per_origin = 2;
+    options.max_idle_per_origin = 2;
+    make_client(std::move(options));
+    std::mutex mutex;
+    std::vector<std::string> order;
+    TestServer server([&](const Seen &s) {
+        std::this_thread::sleep_for(20ms);  // keeps the exchanges overlapping
+        std::lock_guard lock(mutex);
+        order.push_back(s.target);
+        return Reply{response(200, "ok")};
+    });
+    std::vector<std::future<HttpResult>> results;
+    for (int i = 0; i < 8; ++i) {
+        HttpRequest request;
+        request.url = server.url("/n" + std::to_string(i));
+        results.push_back(send_async(*client_, std::move(request)));
+    }
+    EXPECT_GE(client_->waiting_requests(), 1u);
+    int reused = 0;
+    for (auto &result : results) {
+        ASSERT_EQ(result.wait_for(5s), std::future_status::ready);
+        HttpResult r = result.get();
+        EXPECT_TRUE(r.ok()) << r.error;
+        reused += r.reused_connection ? 1 : 0;
+    }
+    // Two connections carried all eight, and the waiting ones went in the order sent.
+    EXPECT_EQ(server.connections(), 2);
+    EXPECT_EQ(reused, 6);
+    EXPECT_EQ(client_->waiting_requests(), 0u);
+    std::lock_guard lock(mutex);
+    ASSERT_EQ(order.size(), 8u);
+    EXPECT_EQ(std::vector(order.begin() + 2, order.end()),
+              (std::vector<std::string>{"/n2", "/n3", "/n4", "/n5", "/n6", "/n7"}));
+}
+
+TEST_F(HttpClientTest, ARequestThatWaitsPastItsTimeoutFailsWithoutWaitingMore) {
+    HttpClientOptions options;
+    options.max_connections_per_origin = 1;
+    make_client(std::move(options));
+    TestServer server([](const Seen &) { return Reply{"", Reply::Then::hang}; });
+    HttpRequest slow;
+    slow.url = server.url("/token");
+    slow.options.request_timeout = 8s;
+    auto first = send_async(*client_, std::move(slow));
+    HttpRequest waiting;
+    waiting.method = "POST";
+    waiting.url = server.url("/token?code=" + std::string(kSecret));
+    waiting.body = ScrubbedString("refresh_token=" + std::string(kSecret));
+    waiting.options.request_timeout = 200ms;
+    auto second = send_async(*client_, std::move(waiting));
+    ASSERT_EQ(second.wait_for(5s), std::future_status::ready);
+    // The first request is still in flight: the second did not wait for it to end.
+    EXPECT_EQ(first.wait_for(0s), std::future_status::timeout);
+    HttpResult r = second.get();
+    EXPECT_EQ(r.kind, HttpErrorKind::timeout);
+    EXPECT_TRUE(r.retryable);
+    EXPECT_EQ(r.error, "POST " + server.url("/token") +
+                           ": timed out after 0.2s (request) waiting for a connection: 1 requests "
+                           "to this origin were in flight");
+    EXPECT_FALSE(contains(r.error, kSecret));
+    EXPECT_EQ(server.requests(), 1);
+    EXPECT_EQ(client_->waiting_requests(), 0u);
+    client_->shutdown();
+    ASSERT_EQ(first.wait_for(5s), std::future_status::ready);
+}
+
+TEST_F(HttpClientTest, ShutdownEndsTheRequestsThatWait) {
+    HttpClientOptions options;
+    options.max_connections_per_origin = 1;
+    make_client(std::move(options));
+    TestServer server([](const Seen &) { return Reply{"", Reply::Then::hang}; });
+    std::vector<std::future<HttpResult>> results;
+    for (int i = 0; i < 4; ++i) {
+        HttpRequest request;
+        request.url = server.url("/token");
+        results.push_back(send_async(*client_, std::move(request)));
+    }
+    for (int i = 0; i < 200 && server.requests() == 0; ++i)
+        std::this_thread::sleep_for(5ms);  // bounded: 1 s
+    EXPECT_EQ(client_->waiting_requests(), 3u);
+    client_->shutdown();
+    for (auto &result : results) {
+        ASSERT_EQ(result.wait_for(5s), std::future_status::ready);
+        HttpResult r = result.get();
+        EXPECT_EQ(r.kind, HttpErrorKind::shut_down) << r.error;
+    }
+    EXPECT_EQ(client_->waiting_requests(), 0u);
+    EXPECT_EQ(server.requests(), 1);
+}
+
 TEST_F(HttpClientTest, ConnectionTheServerClosedIsNotReused) {
     TestServer server([](const Seen &) { return Reply{response(200, "ok"), Reply::Then::close}; });
     ASSERT_TRUE(get(server.url("/")).ok());
