@@ -380,7 +380,8 @@ class Flow : public std::enable_shared_from_this<Flow> {
                         if (self->old_token_alive_ && !(*self->current_ == s.value)) {
                             self->core_->supersede(self->credential_, *self->current_);
                         }
-                        self->succeed(std::move(s));
+                        SecretBytes token = s.value;
+                        self->succeed_new(std::move(s), std::move(token));
                     });
     }
 
@@ -422,7 +423,7 @@ class Flow : public std::enable_shared_from_this<Flow> {
             if (!self->lease_id_.empty() && !(self->lease_id_ == secret.lease_id)) {
                 self->core_->supersede(self->credential_, self->lease_id_);
             }
-            self->succeed(std::move(s));
+            self->succeed_new(std::move(s), std::move(secret.lease_id));
         });
     }
 
@@ -504,6 +505,17 @@ class Flow : public std::enable_shared_from_this<Flow> {
     }
 
     void succeed(RefreshSuccess s) { finish(std::move(s)); }
+
+    // Completes with a token or lease that this refresh obtained. When the engine no
+    // longer takes it (the credential was removed while the request ran, or the flight
+    // had timed out), nobody will ever use it: with revocation configured, it is revoked
+    // now rather than left alive until its TTL ends.
+    void succeed_new(RefreshSuccess s, SecretBytes item) {
+        const Status status = completion_.complete(std::move(s));
+        if (status != Status::stale_completion || item.empty()) return;
+        if (!spec_.revoke_on_remove && !spec_.revoke_superseded_after) return;
+        core_->revoke(credential_, "never published", std::move(item), std::nullopt, [] {});
+    }
 
     void finish(RefreshOutcome outcome) { (void)completion_.complete(std::move(outcome)); }
 

@@ -43,6 +43,7 @@ sys.path[:0] = [os.path.join(REPO, "bindings", "python"), os.path.join(REPO, "te
 
 import keyturn  # noqa: E402
 from test_certs import make_test_ca  # noqa: E402
+from test_helpers import Lines, wait_for, write_private  # noqa: E402
 
 MARK = "kt-secret-SENTINEL"
 BACKOFF = {"initial": 0.2, "max": 1, "jitter": 0}
@@ -61,22 +62,6 @@ NOT_READY, EXPIRED = "<not ready>", "<expired>"
 def fingerprint(value):
     """keyturn's fingerprint of a value: the first 4 bytes of its SHA-256, in hex."""
     return hashlib.sha256(value.encode()).hexdigest()[:8]
-
-
-def write_private(path, text):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text + "\n")
-
-
-def wait_for(predicate, timeout, step=0.02):
-    """Polls until `predicate()` is true or `timeout` seconds pass; returns the last value."""
-    end = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= end:
-            return value
-        time.sleep(step)
 
 
 class Issuer:
@@ -278,15 +263,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.rfile.close()
         self.connection.close()
         self.close_connection = True
-
-
-class Lines(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.lines = []
-
-    def emit(self, record):  # called with the handler's lock held
-        self.lines.append(record.getMessage())
 
 
 class Reader(threading.Thread):

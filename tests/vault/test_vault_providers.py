@@ -21,35 +21,11 @@ sys.path[:0] = [os.path.join(REPO, "bindings", "python"), os.path.join(REPO, "te
 
 import keyturn  # noqa: E402
 from test_certs import make_test_ca  # noqa: E402
+from test_helpers import Lines, wait_for, write_private  # noqa: E402
 from vault_server import VaultServer  # noqa: E402
 
 MARKER = "SECRETTOKEN"
 FAST_BACKOFF = {"initial": 0.2, "max": 1, "jitter": 0}
-
-
-class Lines(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.lines = []
-
-    def emit(self, record):  # called with the handler's own lock held
-        self.lines.append(record.getMessage())
-
-
-def write_private(path, text):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text + "\n")
-
-
-def wait_for(predicate, timeout, step=0.05):
-    """Polls until `predicate()` is true or `timeout` seconds pass; returns the last value."""
-    end = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= end:
-            return value
-        time.sleep(step)
 
 
 class VaultTestCase(unittest.TestCase):
@@ -324,6 +300,24 @@ class VaultLease(VaultTestCase):
                 lease = list(self.vault._leases)[0]
             engine.remove("db")
             self.assertTrue(wait_for(lambda: self.vault.lease_ttl(lease) is None, 3))
+        self.assertEqual(len(self.vault.requests("sys/leases/revoke")), 1)
+        self.assert_no_secret_leaked()
+
+    def test_a_lease_obtained_after_its_credential_was_removed_is_revoked(self):
+        self.vault.add_database_role("readonly", default_ttl=30, max_ttl=120)
+        self.vault.delay_next("database/creds", seconds=1)
+        engine = self.engine(self.lease_spec(revoke_on_remove=True))
+        with engine:
+            self.assertTrue(wait_for(lambda: self.vault.requests("database/creds"), 3))
+            engine.remove("db")  # while Vault is still making the lease
+            with self.vault._lock:
+                self.assertEqual(self.vault._leases, {})
+            self.assertTrue(wait_for(lambda: self.vault.requests("sys/leases/revoke"), 4))
+            self.assertTrue(wait_for(lambda: "revoked the never published lease"
+                                     in self.log_text(), 3), self.log_text())
+            with self.vault._lock:
+                self.assertEqual(self.vault._leases, {})
+        self.assertEqual(self.of_type("refreshed"), [])
         self.assertEqual(len(self.vault.requests("sys/leases/revoke")), 1)
         self.assert_no_secret_leaked()
 

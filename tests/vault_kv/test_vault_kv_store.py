@@ -23,6 +23,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path[:0] = [os.path.join(REPO, "bindings", "python"), os.path.join(REPO, "tests", "support")]
 
 import keyturn  # noqa: E402
+from test_helpers import write_private  # noqa: E402
 from vault_server import VaultServer  # noqa: E402
 
 MARK = "SECRETKV"
@@ -36,12 +37,6 @@ class Recorder(logging.Handler):
 
     def emit(self, record):
         self.records.append((record.levelno, record.getMessage()))
-
-
-def write_private(path, text):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text + "\n")
 
 
 class VaultKvStore(unittest.TestCase):
