@@ -229,7 +229,9 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         std::shared_ptr<const SecretBytes> seed_refresh;
         try {
             stored = store->load();
-            if (!stored && !spec.seed_file.empty()) {
+            if (!stored && spec.seed_vault_kv) {
+                seed_from_vault_kv(spec, stored, seed_refresh);
+            } else if (!stored && !spec.seed_file.empty()) {
                 if (spec.seed_format == "token_document") {
                     std::optional<ScrubbedString> text = read_private_file(spec.seed_file);
                     if (!text) {
@@ -704,6 +706,33 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
         return it->second;
     }
 
+    // Reads a credential's first value (a token document) or refresh token from the
+    // Vault KV secret its seed names. Throws Error naming the seed and what was wrong.
+    void seed_from_vault_kv(const CredentialSpec &spec, std::optional<Snapshot> &stored,
+                            std::shared_ptr<const SecretBytes> &seed_refresh) {
+        const std::string where = "the seed " + describe_vault_kv(*spec.seed_vault_kv);
+        std::optional<ScrubbedString> fields;
+        try {
+            fields = read_vault_kv_secret(
+                spec.seed_vault_kv, [weak = weak_from_this()](LogLevel level, std::string line) {
+                    if (auto self = weak.lock()) self->log(level, std::move(line));
+                });
+        } catch (const Error &e) {
+            throw Error(e.status(), std::string("the seed ") + e.what());
+        }
+        if (!fields) throw Error(Status::not_found, where + " holds nothing");
+        try {
+            if (spec.seed_format == "token_document") {
+                stored = parse_token_document(fields->str(), clock_->now());
+            } else {
+                seed_refresh = std::make_shared<const SecretBytes>(
+                    refresh_token_field(fields->str(), spec.seed_field));
+            }
+        } catch (const Error &e) {
+            throw Error(e.status(), where + ": " + e.what());
+        }
+    }
+
     // The HTTPS client that every HTTP provider of this engine shares, made on first
     // use. Called with mutex_ held.
     std::shared_ptr<HttpClient> http_client() {
@@ -732,7 +761,8 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
     std::shared_ptr<const CredentialSpec> intern(CredentialSpec &&spec) {
         // A spec with an HTTP or Vault part equals no other (those compare by identity):
         // the table could only hold it.
-        if (spec.provider.http || spec.provider.vault || spec.store.vault_kv) {
+        if (spec.provider.http || spec.provider.vault || spec.store.vault_kv ||
+            spec.seed_vault_kv) {
             return std::make_shared<const CredentialSpec>(std::move(spec));
         }
         const std::size_t hash = hash_of(spec);

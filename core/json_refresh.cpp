@@ -228,6 +228,25 @@ RefreshOutcome interpret_json_refresh(int status, std::string_view body,
     return s;
 }
 
+SecretBytes refresh_token_field(std::string_view text, std::string_view field) {
+    json::value doc;
+    try {
+        doc = parse_secret_json(text, "the secret's fields");
+    } catch (const Error &e) {
+        throw Error(Status::config, e.what());
+    }
+    const json::object *o = doc.if_object();
+    const json::value *v = o != nullptr ? o->if_contains(field) : nullptr;
+    if (v == nullptr) {
+        throw Error(Status::config, "the secret has no field \"" + std::string(field) + "\"");
+    }
+    if (!v->is_string() || v->get_string().empty()) {
+        throw Error(Status::config,
+                    "field \"" + std::string(field) + "\": expected a non-empty string");
+    }
+    return SecretBytes(std::string_view(v->get_string()));
+}
+
 Snapshot parse_token_document(std::string_view text, TimePoint now) {
     json::value doc;
     try {

@@ -62,4 +62,8 @@ RefreshOutcome interpret_json_refresh(int status, std::string_view body,
 // the field that is missing or wrong.
 Snapshot parse_token_document(std::string_view text, TimePoint now);
 
+// The refresh token in field `field` of the JSON object `text` (a KV secret's fields).
+// Throws Error(config) naming the field when it is missing or not a non-empty string.
+SecretBytes refresh_token_field(std::string_view text, std::string_view field);
+
 }  // namespace keyturn

@@ -77,6 +77,7 @@ std::size_t hash_of(const CredentialSpec &spec) noexcept {
     value(spec.provider.http.get());
     value(spec.provider.vault.get());
     value(spec.store.vault_kv.get());
+    value(spec.seed_vault_kv.get());
     value(spec.policy.refresh_at);
     value(spec.policy.jitter);
     value(spec.policy.backoff.initial);
@@ -650,12 +651,26 @@ std::optional<CredentialSpec> read_credential_spec(const json::value &value, con
     if (const json::value *seed = r.raw("seed")) {
         const JsonPath seed_path(path, "seed");
         ObjectReader sr(*seed, seed_path, mine);
-        sr.allow_only({"file", "format"});
-        if (auto f = sr.string("file", true)) {
+        sr.allow_only({"file", "vault_kv", "format", "field"});
+        const json::value *kv = sr.raw("vault_kv");
+        if (auto f = sr.string("file", kv == nullptr)) {
             if (f->empty() || f->find('\0') != std::string::npos) {
                 mine.add(JsonPath(seed_path, "file"), "expected the path of a file");
             }
             spec.seed_file = *f;
+        }
+        if (kv != nullptr) {
+            const JsonPath kv_path(seed_path, "vault_kv");
+            if (!spec.seed_file.empty()) {
+                mine.add(kv_path, "a seed is a file or a Vault KV secret, not both");
+            }
+            ObjectReader kr(*kv, kv_path, mine);
+            if (kr.valid()) {
+                if (kr.raw("type") != nullptr) {
+                    mine.add(JsonPath(kv_path, "type"), "unknown key");
+                }
+                spec.seed_vault_kv = read_vault_kv_store_spec(kr, mine);
+            }
         }
         spec.seed_format = "refresh_token";
         if (auto f = sr.string("format")) {
@@ -664,6 +679,17 @@ std::optional<CredentialSpec> read_credential_spec(const json::value &value, con
                          "expected \"refresh_token\" or \"token_document\"");
             }
             spec.seed_format = *f;
+        }
+        if (auto f = sr.string("field")) {
+            if (kv == nullptr || spec.seed_format != "refresh_token") {
+                mine.add(JsonPath(seed_path, "field"),
+                         "only a Vault KV seed of format \"refresh_token\" has a field");
+            } else if (f->empty()) {
+                mine.add(JsonPath(seed_path, "field"), "expected the name of a field");
+            }
+            spec.seed_field = *f;
+        } else if (kv != nullptr) {
+            spec.seed_field = "refresh_token";
         }
     }
     if (const json::value *s = r.raw("store")) {

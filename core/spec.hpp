@@ -72,6 +72,10 @@ struct CredentialSpec {
     // authToken, refreshToken and validUntil ("token_document").
     std::string seed_file;
     std::string seed_format;
+    // Or a secret in Vault KV version 2: its fields are the token document, or its field
+    // `seed_field` holds the refresh token. Compared by identity, as HookSpec::http is.
+    std::shared_ptr<const VaultKvStoreSpec> seed_vault_kv;
+    std::string seed_field;
     bool operator==(const CredentialSpec &) const = default;
 };
 

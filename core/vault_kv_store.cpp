@@ -355,6 +355,12 @@ class VaultKvDocument {
     std::unique_ptr<HttpClient> client_;  // after io_: destroyed first
 };
 
+std::optional<ScrubbedString> read_vault_kv_secret(std::shared_ptr<const VaultKvStoreSpec> spec,
+                                                   StoreLog log) {
+    VaultKvDocument kv(std::move(spec), std::move(log));
+    return kv.read();
+}
+
 VaultKvStore::VaultKvStore(std::shared_ptr<const VaultKvStoreSpec> spec, StoreLog log)
     : kv_(std::make_unique<VaultKvDocument>(std::move(spec), std::move(log))) {}
 

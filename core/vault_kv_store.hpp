@@ -103,12 +103,18 @@ VaultKvRead read_vault_kv_answer(const HttpResult &result, std::string_view wher
 std::uint64_t read_vault_kv_write_answer(const HttpResult &result, std::uint64_t cas,
                                          std::string_view where);
 
+using StoreLog = std::function<void(LogLevel level, std::string line)>;
+
+// Reads the secret at <mount>/data/<path> once, synchronously: its data object as JSON
+// text, or nothing when no live version exists. Throws Error(store) naming the secret.
+// For seeds: a first value that another program or an operator put there.
+std::optional<ScrubbedString> read_vault_kv_secret(std::shared_ptr<const VaultKvStoreSpec> spec,
+                                                   StoreLog log = {});
+
 // --- the stores ---------------------------------------------------------------------------
 
 // One KV v2 secret read and written as one JSON document; shared by both stores.
 class VaultKvDocument;
-
-using StoreLog = std::function<void(LogLevel level, std::string line)>;
 
 class VaultKvStore final : public Store {
   public:

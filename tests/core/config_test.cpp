@@ -380,6 +380,56 @@ TEST(HttpOptionsConfig, MistakesInsideTlsAndTimeoutsAreNamedForEveryProvider) {
     }
 }
 
+TEST(SeedConfig, AFileOrAVaultKvSecret) {
+    CredentialSpec file = parse_credential_spec(R"({"id": "c", "provider": {"type": "hook",
+        "name": "h"}, "seed": {"file": "/etc/keyturn/c.json", "format": "token_document"}})");
+    EXPECT_EQ(file.seed_file, "/etc/keyturn/c.json");
+    EXPECT_EQ(file.seed_format, "token_document");
+    EXPECT_FALSE(file.seed_vault_kv);
+
+    CredentialSpec kv = parse_credential_spec(R"({"id": "c", "provider": {"type": "hook",
+        "name": "h"}, "seed": {"vault_kv": {"address": "https://vault.example:8200",
+        "mount": "kv", "path": "/consoles/cache/", "token_file": "/run/token"}}})");
+    ASSERT_TRUE(kv.seed_vault_kv);
+    EXPECT_EQ(kv.seed_vault_kv->mount, "kv");
+    EXPECT_EQ(kv.seed_vault_kv->path, "consoles/cache");
+    EXPECT_EQ(kv.seed_format, "refresh_token");
+    EXPECT_EQ(kv.seed_field, "refresh_token");
+    EXPECT_TRUE(kv.seed_file.empty());
+}
+
+TEST(SeedConfig, MistakesAreNamedAtTheirPath) {
+    const std::string head = R"({"id": "c", "provider": {"type": "hook", "name": "h"}, "seed": )";
+    const std::pair<const char *, const char *> cases[] = {
+        {R"({})", "seed.file: is required"},
+        {R"({"file": "/a", "vault_kv": {"address": "https://v", "path": "p",
+            "token_file": "/t"}})",
+         "seed.vault_kv: a seed is a file or a Vault KV secret, not both"},
+        {R"({"vault_kv": {"type": "vault_kv", "address": "https://v", "path": "p",
+            "token_file": "/t"}})",
+         "seed.vault_kv.type: unknown key"},
+        {R"({"vault_kv": {"address": "http://vault.example", "token_file": "/t"}})",
+         "seed.vault_kv.address: must be https://"},
+        {R"({"vault_kv": {"address": "https://v", "token_file": "/t"}})",
+         "seed.vault_kv.path: is required"},
+        {R"({"vault_kv": "secret/app"})", "seed.vault_kv: expected an object"},
+        {R"({"file": "/a", "field": "token"})",
+         "seed.field: only a Vault KV seed of format \"refresh_token\" has a field"},
+        {R"({"vault_kv": {"address": "https://v", "path": "p", "token_file": "/t"},
+            "format": "token_document", "field": "token"})",
+         "seed.field: only a Vault KV seed of format \"refresh_token\" has a field"},
+        {R"({"vault_kv": {"address": "https://v", "path": "p", "token_file": "/t"},
+            "field": ""})",
+         "seed.field: expected the name of a field"},
+        {R"({"file": "/a", "format": "jwt"})",
+         "seed.format: expected \"refresh_token\" or \"token_document\""},
+    };
+    for (const auto &[seed, expected] : cases) {
+        const std::string message = spec_error(head + seed + "}");
+        EXPECT_NE(message.find(expected), std::string::npos) << expected << "\n" << message;
+    }
+}
+
 TEST(VaultKvConfig, FileAndMemoryStoresRefuseVaultKeys) {
     std::string message = spec_error(R"({"id": "db", "provider": {"type": "hook", "name": "h"},
         "store": {"type": "file", "path": "/tmp/x.json", "mount": "secret"}})");

@@ -23,7 +23,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path[:0] = [os.path.join(REPO, "bindings", "python"), os.path.join(REPO, "tests", "support")]
 
 import keyturn  # noqa: E402
-from test_helpers import write_private  # noqa: E402
+from test_helpers import wait_for, write_private  # noqa: E402
 from vault_server import VaultServer  # noqa: E402
 
 MARK = "SECRETKV"
@@ -240,6 +240,102 @@ class VaultKvStore(unittest.TestCase):
             self.engine()
         self.assertIn("mode must be 0600", caught.exception.message)
         self.seen.append(caught.exception.message)
+
+    def seeded_engine(self, seed, store=None):
+        """An engine with credential "cache" seeded from Vault KV; its hook records the
+        requests it gets and answers with a new token."""
+        engine = keyturn.Engine()
+        self.engines.append(engine)
+        engine.set_log_level(logging.DEBUG)
+        engine.subscribe(lambda e: self.seen.append(json.dumps(e.data)))
+        self.requests = []
+
+        @engine.hook("console")
+        def refresh(request):
+            with self.lock:
+                self.requests.append(request)
+            return {"value": f"{MARK}-renewed-{secrets.token_hex(6)}",
+                    "refresh": f"{MARK}-next-{secrets.token_hex(6)}", "expires_in": 60}
+
+        spec = {"id": "cache", "provider": {"type": "hook", "name": "console"},
+                "seed": seed, "policy": {"jitter": 0}}
+        if store is not None:
+            spec["store"] = store
+        return engine, spec
+
+    def kv_seed(self, path="consoles/cache"):
+        return {"address": self.vault.url, "path": path, "token_file": self.token_file}
+
+    def test_a_token_document_in_kv_seeds_the_credential(self):
+        # As a token console hands it out, written with `vault kv put` (strings).
+        auth, refresh = f"{MARK}-auth-{secrets.token_hex(6)}", f"{MARK}-rt-{secrets.token_hex(6)}"
+        self.vault.put_secret("consoles/cache", {"authToken": auth, "refreshToken": refresh,
+                                                 "validUntil": str(int(time.time()) + 3600)})
+        engine, spec = self.seeded_engine({"vault_kv": self.kv_seed(),
+                                           "format": "token_document"})
+        engine.add(spec)
+        engine.start()
+        self.assertEqual(engine.read_text("cache"), auth)  # no refresh was needed
+        self.assertEqual(self.requests, [])
+        engine.refresh("cache")
+        self.assertTrue(wait_for(lambda: self.requests, TIMEOUT))
+        self.assertEqual(self.requests[0].refresh, refresh)
+        self.assertEqual(self.requests[0].value, auth)
+
+    def test_a_refresh_token_field_in_kv_seeds_the_first_refresh(self):
+        refresh = f"{MARK}-rt-{secrets.token_hex(6)}"
+        self.vault.put_secret("consoles/cache", {"token": refresh, "note": "for the cache"})
+        engine, spec = self.seeded_engine({"vault_kv": self.kv_seed(), "field": "token"})
+        engine.add(spec)
+        engine.start()
+        self.assertTrue(wait_for(lambda: self.requests, TIMEOUT))
+        self.assertEqual(self.requests[0].refresh, refresh)
+        self.assertEqual(self.requests[0].reason, "initial")
+
+    def test_a_stored_value_wins_over_the_kv_seed(self):
+        store = {"type": "file", "path": os.path.join(self.tmp.name, "cache.json")}
+        self.vault.put_secret("consoles/cache", {"refresh_token": f"{MARK}-first"})
+        engine, spec = self.seeded_engine({"vault_kv": self.kv_seed()}, store)
+        engine.add(spec)
+        engine.start()
+        self.assertTrue(wait_for(lambda: self.requests, TIMEOUT))
+        stored = engine.read_text("cache")
+        engine.close()
+        reads = len(self.vault.requests("secret/data/consoles/cache"))
+        again, spec = self.seeded_engine({"vault_kv": self.kv_seed()}, store)
+        again.add(spec)
+        self.assertEqual(again.read_text("cache"), stored)
+        self.assertEqual(len(self.vault.requests("secret/data/consoles/cache")), reads)
+
+    def test_kv_seed_mistakes_name_the_secret_and_the_field(self):
+        where = f"the seed vault kv {self.vault.url}/secret/consoles/cache"
+        cases = [
+            ({"vault_kv": self.kv_seed()}, None, f'"cache": {where} holds nothing'),
+            ({"vault_kv": self.kv_seed()}, {"token": f"{MARK}-x"},
+             f'{where}: the secret has no field "refresh_token"'),
+            ({"vault_kv": self.kv_seed(), "field": "token"}, {"token": ""},
+             f'{where}: field "token": expected a non-empty string'),
+            ({"vault_kv": self.kv_seed(), "format": "token_document"},
+             {"authToken": f"{MARK}-a", "validUntil": "soon"},
+             f"{where}: token document: validUntil: expected unix seconds"),
+        ]
+        for seed, data, expected in cases:
+            with self.subTest(expected=expected):
+                if data is not None:
+                    self.vault.put_secret("consoles/cache", data)
+                engine, spec = self.seeded_engine(seed)
+                with self.assertRaises(keyturn.KeyturnError) as caught:
+                    engine.add(spec)
+                self.assertIn(expected, str(caught.exception))
+                self.seen.append(str(caught.exception))
+        # A token that cannot read the secret.
+        write_private(self.token_file, self.vault.create_token(ttl=3600, paths=["other/"]))
+        engine, spec = self.seeded_engine({"vault_kv": self.kv_seed()})
+        with self.assertRaises(keyturn.KeyturnError) as caught:
+            engine.add(spec)
+        self.assertIn(f"{where}: cannot read: ", str(caught.exception))
+        self.assertIn("permission denied", str(caught.exception))
+        self.seen.append(str(caught.exception))
 
 
 class VaultKvSecretStore(unittest.TestCase):
