@@ -131,7 +131,11 @@ typedef struct keyturn_engine keyturn_engine;
  *     "engine": {
  *       "threads": 1,            worker threads, 1 to 64
  *       "hook_timeout": 30,      seconds a hook may take before its refresh fails
- *       "drain_timeout": 5       seconds keyturn_engine_stop() waits for hooks
+ *       "drain_timeout": 5,      seconds keyturn_engine_stop() waits for hooks
+ *       "http_connections_per_origin": 32
+ *                                requests in flight at once to one HTTP endpoint
+ *                                from the oauth2 and http_json providers, 1 to 1024;
+ *                                more wait their turn within their request timeout
  *     },
  *     "credentials": [ <credential spec>, ... ]
  *   }
@@ -329,7 +333,13 @@ KEYTURN_API int keyturn_complete_error(keyturn_completion completion, int action
  *                                                       | "token_document"},
  *                                 the first refresh token, or a console's token
  *                                 document (authToken, refreshToken, validUntil),
- *                                 read (mode 0600) when the store holds nothing
+ *                                 read (mode 0600) when the store holds nothing;
+ *              or {"vault_kv": {<the vault_kv store's keys but "type">},
+ *                  "format": "refresh_token" | "token_document",
+ *                  "field": "refresh_token"}
+ *                                 the same from a Vault KV version 2 secret: its
+ *                                 fields are the document, or its field `field`
+ *                                 holds the refresh token
  *     "store": {"type": "memory"} | {"type": "file", "path": "/var/lib/app/api.json"}
  *              | {"type": "vault_kv", "address": "https://vault.example:8200",
  *                 "mount": "secret", "path": "app/db", "token_file": "/run/app/token",
