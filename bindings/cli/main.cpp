@@ -90,7 +90,8 @@ Logs go to standard error, one line each; values never appear in them.
 
 )TXT";
 
-constexpr const char *kStatusHelp = R"TXT(Usage: keyturn status [--json] [--socket PATH]
+constexpr const char *kStatusHelp =
+    R"TXT(Usage: keyturn status [--json] [--socket PATH | --config FILE]
 
 Asks the agent for the state of every credential (state, version, expiry, next
 refresh, last error) and secret (state, current version, next rotation, last
@@ -98,29 +99,35 @@ result). Fingerprints only: no value is ever shown.
 
 Options:
   --json          print the agent's JSON answer as it is
-  --socket PATH   the agent's socket (default: $XDG_RUNTIME_DIR/keyturn.sock, else
-                  /tmp/keyturn-<uid>/agent.sock)
+  --socket PATH   the agent's socket
+  --config FILE   the agent's configuration file: its agent.socket is the socket
+                  (the file is checked as `keyturn validate` checks it)
+Without either: $XDG_RUNTIME_DIR/keyturn.sock, else /tmp/keyturn-<uid>/agent.sock.
 
 )TXT";
 
-constexpr const char *kRefreshHelp = R"TXT(Usage: keyturn refresh ID [--socket PATH]
+constexpr const char *kRefreshHelp = R"TXT(Usage: keyturn refresh ID [--socket PATH | --config FILE]
 
 Asks the agent to refresh credential ID now (a refresh already in flight counts
 as that refresh). Returns at once; `keyturn status` shows the outcome.
 
 Options:
-  --socket PATH   the agent's socket (default as for `keyturn status`)
+  --socket PATH   the agent's socket
+  --config FILE   the agent's configuration file, for its agent.socket
+(The defaults are those of `keyturn status`.)
 
 )TXT";
 
-constexpr const char *kRotateHelp = R"TXT(Usage: keyturn rotate ID [--socket PATH]
+constexpr const char *kRotateHelp = R"TXT(Usage: keyturn rotate ID [--socket PATH | --config FILE]
 
 Asks the agent to rotate secret ID now (or joins the rotation in flight) and
 prints the rotation's version id. The rotation continues in the agent; `keyturn
 status` shows its progress.
 
 Options:
-  --socket PATH   the agent's socket (default as for `keyturn status`)
+  --socket PATH   the agent's socket
+  --config FILE   the agent's configuration file, for its agent.socket
+(The defaults are those of `keyturn status`.)
 
 )TXT";
 
@@ -136,6 +143,7 @@ Options:
 )TXT";
 
 struct Args {
+    std::string command;
     std::map<std::string, std::string> options;
     std::vector<std::string> positional;
     bool help = false;
@@ -154,6 +162,7 @@ std::optional<Args> parse_args(const std::string &command, int argc, char **argv
                                std::initializer_list<std::string_view> with_value,
                                std::initializer_list<std::string_view> flags, int &exit_code) {
     Args args;
+    args.command = command;
     for (int i = 0; i < argc; ++i) {
         std::string arg = argv[i];
         if (arg == "--help" || arg == "-h") {
@@ -192,18 +201,43 @@ std::optional<Args> parse_args(const std::string &command, int argc, char **argv
     return args;
 }
 
-std::string socket_of(const Args &args) {
-    auto it = args.options.find("socket");
-    return it != args.options.end() ? it->second : default_socket_path();
+// Prints a configuration's mistakes as `keyturn validate` does.
+void print_config_errors(const std::string &file, const std::vector<std::string> &errors) {
+    std::fprintf(stderr, "%s: %zu error(s):\n", file.c_str(), errors.size());
+    for (const std::string &line : errors)
+        std::fprintf(stderr, "%s: %s\n", file.c_str(), line.c_str());
+}
+
+// The agent's socket: --socket, else agent.socket of the --config file, else the
+// default. Nothing, with `exit_code` set, when the file is not a valid configuration.
+std::optional<std::string> socket_of(const Args &args, int &exit_code) {
+    if (auto it = args.options.find("socket"); it != args.options.end()) return it->second;
+    if (auto it = args.options.find("config"); it != args.options.end()) {
+        std::vector<std::string> errors;
+        std::optional<AgentConfig> config = load_agent_config(it->second, errors);
+        if (!config) {
+            print_config_errors(it->second, errors);
+            exit_code = kInvalidConfig;
+            return std::nullopt;
+        }
+        if (!config->agent.socket.empty()) return config->agent.socket;
+    }
+    return default_socket_path();
 }
 
 // Sends `request` and returns the answer when it is a success; otherwise reports
 // the failure and sets `exit_code`.
 std::optional<json::object> ask_agent(const Args &args, const json::object &request,
                                       std::string *raw, int &exit_code) {
+    if (args.options.contains("socket") && args.options.contains("config")) {
+        exit_code = usage_error(args.command, "give --socket or --config, not both");
+        return std::nullopt;
+    }
+    const std::optional<std::string> socket = socket_of(args, exit_code);
+    if (!socket) return std::nullopt;
     std::string answer;
     try {
-        answer = call_agent(socket_of(args), json::serialize(request), kClientTimeout);
+        answer = call_agent(*socket, json::serialize(request), kClientTimeout);
     } catch (const AgentUnreachable &e) {
         std::fprintf(stderr, "keyturn: %s\n", e.what());
         exit_code = kUnreachable;
@@ -269,9 +303,7 @@ int cmd_validate(int argc, char **argv) {
     std::vector<std::string> errors;
     std::optional<AgentConfig> config = load_agent_config(file, errors);
     if (!config) {
-        std::fprintf(stderr, "%s: %zu error(s):\n", file.c_str(), errors.size());
-        for (const std::string &line : errors)
-            std::fprintf(stderr, "%s: %s\n", file.c_str(), line.c_str());
+        print_config_errors(file, errors);
         return kInvalidConfig;
     }
     std::printf("configuration is valid: %zu credential(s), %zu secret(s)\n",
@@ -281,7 +313,7 @@ int cmd_validate(int argc, char **argv) {
 
 int cmd_status(int argc, char **argv) {
     int exit_code = kOk;
-    auto args = parse_args("status", argc, argv, {"socket"}, {"json"}, exit_code);
+    auto args = parse_args("status", argc, argv, {"socket", "config"}, {"json"}, exit_code);
     if (!args) return exit_code;
     if (args->help) {
         std::fputs(kStatusHelp, stdout);
@@ -305,7 +337,7 @@ int cmd_status(int argc, char **argv) {
 // `refresh ID` and `rotate ID`.
 int cmd_one_id(const std::string &command, const char *help, int argc, char **argv) {
     int exit_code = kOk;
-    auto args = parse_args(command, argc, argv, {"socket"}, {}, exit_code);
+    auto args = parse_args(command, argc, argv, {"socket", "config"}, {}, exit_code);
     if (!args) return exit_code;
     if (args->help) {
         std::fputs(help, stdout);

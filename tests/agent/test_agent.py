@@ -425,6 +425,37 @@ class RunningAgent(AgentTestCase):
         self.assertEqual(ids, ["api", "api2"])
         self.assertIn("1 added, 1 removed", agent.log())
 
+    def test_clients_find_the_socket_in_the_configuration_file(self):
+        config = self.sandbox.standard_config()
+        config["agent"]["socket"] = self.sandbox.socket
+        self.start_agent(config)
+        path = self.sandbox.config_path
+        result = keyturn("status", "--json", "--config", path)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual([c["id"] for c in json.loads(result.stdout)["credentials"]],
+                         ["api", "slow"])
+        self.assertEqual(keyturn("refresh", "slow", "--config", path).returncode, 0)
+        self.assertEqual(keyturn("rotate", "db", "--config", path).returncode, 0)
+
+        both = keyturn("status", "--config", path, "--socket", self.sandbox.socket)
+        self.assertEqual(both.returncode, 2, both.stderr)
+        self.assertIn("give --socket or --config, not both", both.stderr)
+
+        elsewhere = dict(config, agent=dict(config["agent"],
+                                            socket=self.sandbox.file("other.sock")))
+        other_path = self.sandbox.file("other.json")
+        with open(other_path, "w") as f:
+            json.dump(elsewhere, f)
+        result = keyturn("status", "--config", other_path)
+        self.assertEqual(result.returncode, 4, result.stderr)
+        self.assertIn(self.sandbox.file("other.sock"), result.stderr)
+
+        with open(other_path, "w") as f:
+            json.dump({"engine": {"threads": 0}}, f)
+        result = keyturn("refresh", "api", "--config", other_path)
+        self.assertEqual(result.returncode, 3, result.stderr)
+        self.assertIn("engine.threads: expected a whole number from 1 to 64", result.stderr)
+
     def test_sigterm_stops_cleanly_and_removes_the_socket(self):
         agent = self.start_agent()
         self.assertTrue(os.path.exists(self.sandbox.socket))
