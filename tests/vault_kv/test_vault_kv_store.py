@@ -296,9 +296,10 @@ class VaultKvStore(unittest.TestCase):
         store = {"type": "file", "path": os.path.join(self.tmp.name, "cache.json")}
         self.vault.put_secret("consoles/cache", {"refresh_token": f"{MARK}-first"})
         engine, spec = self.seeded_engine({"vault_kv": self.kv_seed()}, store)
+        events = engine.events()
         engine.add(spec)
         engine.start()
-        self.assertTrue(wait_for(lambda: self.requests, TIMEOUT))
+        self.assertTrue(self.refreshed(events))
         stored = engine.read_text("cache")
         engine.close()
         reads = len(self.vault.requests("secret/data/consoles/cache"))
