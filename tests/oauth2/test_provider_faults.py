@@ -43,7 +43,7 @@ sys.path[:0] = [os.path.join(REPO, "bindings", "python"), os.path.join(REPO, "te
 
 import keyturn  # noqa: E402
 from test_certs import make_test_ca  # noqa: E402
-from test_helpers import Lines, wait_for, write_private  # noqa: E402
+from test_helpers import captured_logger, wait_for, write_private  # noqa: E402
 
 MARK = "kt-secret-SENTINEL"
 BACKOFF = {"initial": 0.2, "max": 1, "jitter": 0}
@@ -310,11 +310,7 @@ class FaultTestCase(unittest.TestCase):
         self.addCleanup(self.issuer.stopping.set)  # slow answers end at once
         self.events = []
         self.events_lock = threading.Lock()
-        self.lines = Lines()
-        self.logger = logging.getLogger(f"keyturn.test.{self.id()}")
-        self.logger.propagate = False
-        self.logger.setLevel(logging.DEBUG)
-        self.logger.addHandler(self.lines)
+        self.logger, self.lines = captured_logger(f"keyturn.test.{self.id()}")
         self.messages = []   # error messages seen anywhere else (statuses, exceptions)
         self.reader = None
 

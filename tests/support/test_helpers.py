@@ -22,6 +22,17 @@ def wait_for(predicate, timeout, step=0.02):
         time.sleep(step)
 
 
+def captured_logger(name):
+    """A logger of its own for one test, at DEBUG, that keeps its lines and passes
+    nothing up: returns (logger, lines); the messages are in lines.lines."""
+    lines = Lines()
+    logger = logging.getLogger(name)
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(lines)
+    return logger, lines
+
+
 class Lines(logging.Handler):
     """Keeps every message logged through it, for checks that no secret shows."""
 

@@ -21,7 +21,7 @@ sys.path[:0] = [os.path.join(REPO, "bindings", "python"), os.path.join(REPO, "te
 
 import keyturn  # noqa: E402
 from test_certs import make_test_ca  # noqa: E402
-from test_helpers import Lines, wait_for, write_private  # noqa: E402
+from test_helpers import captured_logger, wait_for, write_private  # noqa: E402
 from vault_server import VaultServer  # noqa: E402
 
 MARKER = "SECRETTOKEN"
@@ -37,11 +37,7 @@ class VaultTestCase(unittest.TestCase):
         self.vault = self.make_server(**self.server_options)
         self.events = []
         self.events_lock = threading.Lock()
-        self.lines = Lines()
-        self.logger = logging.getLogger(f"keyturn.test.{self.id()}")
-        self.logger.propagate = False
-        self.logger.setLevel(logging.DEBUG)
-        self.logger.addHandler(self.lines)
+        self.logger, self.lines = captured_logger(f"keyturn.test.{self.id()}")
         self.seen_values = []
 
     def make_server(self, **options):
