@@ -759,12 +759,8 @@ class EngineCore final : public CompletionTarget, public std::enable_shared_from
     // Returns the shared copy of a spec equal to `spec` (whose id is empty), adding
     // it if there is none. Called with mutex_ held.
     std::shared_ptr<const CredentialSpec> intern(CredentialSpec &&spec) {
-        // A spec with an HTTP or Vault part equals no other (those compare by identity):
-        // the table could only hold it.
-        if (spec.provider.http || spec.provider.vault || spec.store.vault_kv ||
-            spec.seed_vault_kv) {
-            return std::make_shared<const CredentialSpec>(std::move(spec));
-        }
+        // A spec that equals no other would only sit in the table.
+        if (spec.has_unique_part()) return std::make_shared<const CredentialSpec>(std::move(spec));
         const std::size_t hash = hash_of(spec);
         auto [first, last] = specs_.equal_range(hash);
         for (auto it = first; it != last;) {

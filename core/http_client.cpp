@@ -259,7 +259,11 @@ class HttpClient::Core : public std::enable_shared_from_this<Core> {
 
     std::size_t waiting_requests() const {
         std::lock_guard lock(mutex_);
-        return waiting_;
+        std::size_t n = 0;
+        for (const auto &[key, origin] : origins_)
+            n += std::count_if(origin->waiting.begin(), origin->waiting.end(),
+                               [](const auto &w) { return !w->taken; });
+        return n;
     }
 
     void log(LogLevel level, std::string line) const {
@@ -304,7 +308,6 @@ class HttpClient::Core : public std::enable_shared_from_this<Core> {
     bool shut_down_ = false;
     std::unordered_map<std::string, std::shared_ptr<Origin>> origins_;
     std::unordered_map<Exchange *, std::weak_ptr<Exchange>> active_;
-    std::size_t waiting_ = 0;  // requests waiting for room, all origins
     bool sweep_armed_ = false;
 
     // Only touched on sweep_strand_.
@@ -836,7 +839,6 @@ void HttpClient::Core::wait_locked(const std::shared_ptr<Origin> &origin, HttpRe
         if (auto core = weak_core.lock()) core->wait_timed_out(weak, origin);
     });
     origin->waiting.push_back(std::move(waiting));
-    ++waiting_;
 }
 
 void HttpClient::Core::wait_timed_out(const std::weak_ptr<Waiting> &weak,
@@ -844,23 +846,22 @@ void HttpClient::Core::wait_timed_out(const std::weak_ptr<Waiting> &weak,
     HttpRequest request;
     HttpUrl url;
     std::function<void(HttpResult)> done;
-    std::size_t running = 0;
+    std::size_t running = 0;  // the origin's exchanges, each on a connection of its own
     {
         std::lock_guard lock(mutex_);
         auto waiting = weak.lock();
         if (!waiting || waiting->taken) return;
         waiting->taken = true;
-        --waiting_;
         request = std::move(waiting->request);
         url = waiting->url;
         done = std::move(waiting->done);
         running = origin->running;
     }
-    HttpResult result =
-        make_http_failure(request.method, url, HttpErrorKind::timeout,
-                          "timed out after " + format_seconds(request.options.request_timeout) +
-                              " (request) waiting for a connection: " + std::to_string(running) +
-                              " requests to this origin were in flight");
+    HttpResult result = make_http_failure(
+        request.method, url, HttpErrorKind::timeout,
+        "timed out after " + format_seconds(request.options.request_timeout) +
+            " (request) waiting for a free connection: " + std::to_string(running) +
+            " in use to this origin, the most allowed");
     scrub_request(request);
     done(std::move(result));
 }
@@ -876,7 +877,6 @@ void HttpClient::Core::finished(Exchange *exchange, const std::shared_ptr<Origin
             origin->waiting.pop_front();
             if (waiting->taken) continue;
             waiting->taken = true;
-            --waiting_;
             waiting->timer.cancel();
             next.push_back(start_locked(origin, std::move(waiting->request), waiting->url,
                                         std::move(waiting->done), waiting->deadline));
@@ -1025,7 +1025,6 @@ void HttpClient::Core::shutdown() {
             }
             origin->waiting.clear();
         }
-        waiting_ = 0;
         for (auto &[pointer, weak] : active_) {
             if (auto exchange = weak.lock()) active.push_back(std::move(exchange));
         }

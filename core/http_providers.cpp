@@ -42,10 +42,11 @@ TimePoint system_now() {
         std::chrono::duration_cast<Duration>(std::chrono::system_clock::now().time_since_epoch()));
 }
 
-// A token whose expiry has passed already ("expires_in": 0, or a server whose clock is
-// far behind) is not published: the refresh fails, is retried with backoff, and the
-// refresh material the answer brought is kept, since the server may have rotated the
-// old one away.
+// A token whose expiry has passed already ("expires_in" 0 or less, or a server whose
+// clock is far behind) is not published: the refresh fails, is retried with backoff,
+// and the refresh material the answer brought is kept, since the server may have
+// rotated the old one away. The engine refuses such a value too, for every provider;
+// here the failure also names the endpoint.
 void refuse_if_expired(RefreshOutcome &outcome, std::string_view what) {
     auto *s = std::get_if<RefreshSuccess>(&outcome);
     if (s == nullptr) return;
@@ -56,7 +57,8 @@ void refuse_if_expired(RefreshOutcome &outcome, std::string_view what) {
         const auto ago = std::chrono::round<std::chrono::milliseconds>(now - *s->expires_at);
         why = "the token had expired already, " + format_seconds(ago) + " ago";
     } else if (s->expires_in && *s->expires_in <= Duration::zero()) {
-        why = "the token's lifetime is 0: it had expired already";
+        why = "the token's lifetime is " + format_seconds(*s->expires_in) +
+              ": it had expired already";
     } else {
         return;
     }

@@ -228,15 +228,28 @@ RefreshOutcome interpret_json_refresh(int status, std::string_view body,
     return s;
 }
 
-SecretBytes refresh_token_field(std::string_view text, std::string_view field) {
+namespace {
+
+// A JSON object parsed from text that holds secrets; Error(config) naming `what` if the
+// text is not one.
+json::value secret_object(std::string_view text, std::string_view what) {
     json::value doc;
     try {
-        doc = parse_secret_json(text, "the secret's fields");
+        doc = parse_secret_json(text, what);
     } catch (const Error &e) {
         throw Error(Status::config, e.what());
     }
-    const json::object *o = doc.if_object();
-    const json::value *v = o != nullptr ? o->if_contains(field) : nullptr;
+    if (!doc.is_object()) {
+        throw Error(Status::config, std::string(what) + ": expected a JSON object");
+    }
+    return doc;
+}
+
+}  // namespace
+
+SecretBytes refresh_token_field(std::string_view text, std::string_view field) {
+    const json::value doc = secret_object(text, "the secret's fields");
+    const json::value *v = doc.get_object().if_contains(field);
     if (v == nullptr) {
         throw Error(Status::config, "the secret has no field \"" + std::string(field) + "\"");
     }
@@ -248,14 +261,8 @@ SecretBytes refresh_token_field(std::string_view text, std::string_view field) {
 }
 
 Snapshot parse_token_document(std::string_view text, TimePoint now) {
-    json::value doc;
-    try {
-        doc = parse_secret_json(text, "token document");
-    } catch (const Error &e) {
-        throw Error(Status::config, e.what());
-    }
-    const json::object *o = doc.if_object();
-    if (o == nullptr) throw Error(Status::config, "token document: expected a JSON object");
+    const json::value doc = secret_object(text, "token document");
+    const json::object *o = &doc.get_object();
     JsonErrors errors;
     const json::value *auth = o->if_contains("authToken");
     if (auth == nullptr || !auth->is_string() || auth->get_string().empty()) {

@@ -2,6 +2,8 @@
 
 #include <boost/json.hpp>
 
+#include <cmath>
+
 #include "core/http_response.hpp"
 #include "core/json_support.hpp"
 #include "core/spec.hpp"
@@ -155,7 +157,7 @@ RefreshOutcome interpret_token_response(int status, std::string_view body,
         s.refresh = SecretBytes(std::string_view(r->get_string()));
     }
     if (const json::value *e = o->if_contains("expires_in")) {
-        double seconds = -1;
+        std::optional<double> seconds;
         if (e->is_number()) {
             seconds = e->to_number<double>();
         } else if (e->is_string()) {
@@ -163,20 +165,14 @@ RefreshOutcome interpret_token_response(int status, std::string_view body,
             try {
                 seconds = std::stod(std::string(e->get_string()));
             } catch (...) {
-                seconds = -1;
             }
         }
-        if (e->is_number() && seconds < 0) {
-            // A lifetime that ended already. The refresh token that came with it is
-            // kept: the server may have rotated the old one away.
-            RefreshFailure f = bad("\"expires_in\" is negative: the token had expired already");
-            f.refresh = std::move(s.refresh);
-            return f;
-        }
-        if (!(seconds >= 0) || seconds > 100.0 * 365 * 86400) {
+        // A lifetime of 0 or less is still a lifetime, one that has ended: the provider
+        // refuses such a token and keeps the refresh token that came with it.
+        if (!seconds || !std::isfinite(*seconds) || std::abs(*seconds) > 100.0 * 365 * 86400) {
             return bad("\"expires_in\" is not a number of seconds");
         }
-        s.expires_in = seconds_to_duration(seconds);
+        s.expires_in = seconds_to_duration(*seconds);
     } else {
         s.expires_in = default_lifetime;
     }

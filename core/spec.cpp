@@ -73,11 +73,6 @@ std::size_t hash_of(const CredentialSpec &spec) noexcept {
     text(spec.provider.type);
     text(spec.provider.name);
     text(spec.store.path);
-    // Compared by identity, so hashed by identity.
-    value(spec.provider.http.get());
-    value(spec.provider.vault.get());
-    value(spec.store.vault_kv.get());
-    value(spec.seed_vault_kv.get());
     value(spec.policy.refresh_at);
     value(spec.policy.jitter);
     value(spec.policy.backoff.initial);
@@ -688,7 +683,7 @@ std::optional<CredentialSpec> read_credential_spec(const json::value &value, con
                 mine.add(JsonPath(seed_path, "field"), "expected the name of a field");
             }
             spec.seed_field = *f;
-        } else if (kv != nullptr) {
+        } else if (kv != nullptr && spec.seed_format == "refresh_token") {
             spec.seed_field = "refresh_token";
         }
     }

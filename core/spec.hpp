@@ -77,6 +77,11 @@ struct CredentialSpec {
     std::shared_ptr<const VaultKvStoreSpec> seed_vault_kv;
     std::string seed_field;
     bool operator==(const CredentialSpec &) const = default;
+
+    // True when a part compared by identity is set: the spec then equals no other.
+    bool has_unique_part() const {
+        return provider.http || provider.vault || store.vault_kv || seed_vault_kv;
+    }
 };
 
 // A secret that keyturn rotates through create, set, test and finish.

@@ -540,8 +540,8 @@ TEST_F(HttpClientTest, ARequestThatWaitsPastItsTimeoutFailsWithoutWaitingMore) {
     EXPECT_EQ(r.kind, HttpErrorKind::timeout);
     EXPECT_TRUE(r.retryable);
     EXPECT_EQ(r.error, "POST " + server.url("/token") +
-                           ": timed out after 0.2s (request) waiting for a connection: 1 requests "
-                           "to this origin were in flight");
+                           ": timed out after 0.2s (request) waiting for a free connection: 1 in "
+                           "use to this origin, the most allowed");
     EXPECT_FALSE(contains(r.error, kSecret));
     EXPECT_EQ(server.requests(), 1);
     EXPECT_EQ(client_->waiting_requests(), 0u);

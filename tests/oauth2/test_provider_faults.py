@@ -585,7 +585,7 @@ class OAuth2Faults(FaultTests, FaultTestCase):
     flavour = "oauth2"
     cred = "idp-token"
     past_expiry_plan = ["expires_in_0", "expires_in_negative"]
-    past_expiry_causes = ["expired", "expires_in"]
+    past_expiry_causes = ["lifetime is 0s", "lifetime is -30s"]
 
 
 class HttpJsonFaults(FaultTests, FaultTestCase):
